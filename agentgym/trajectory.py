@@ -1,0 +1,203 @@
+"""The trajectory tree: the one data structure where environments and trainers meet.
+
+A tree holds every episode sampled for one task (a *group* in GRPO terms). Each node is one model turn:
+the tokens the environment or chat template inserted before the model spoke (``prefix_ids``, never
+trained on), the tokens the model sampled (``action_ids`` with their log-probs and entropies), and what
+the environment answered (observation, tool calls, reward). A path from a root to a leaf is one complete
+trajectory. A flat GRPO group is a tree whose roots are the G episodes; an ARPO branch is a sibling that
+re-samples a turn from the same context, so the shared prefix is stored once.
+
+Token-exactness: the context the policy saw when it sampled ``node.action_ids`` is exactly
+``context_ids(node)``: the concatenation of ``prefix_ids + action_ids`` over the path, restarting at any
+node with ``rebuild_context=True`` (Markovian envs such as the deep-research workspace, which rebuild the
+prompt every round). The trainer trains on those stored ids; nothing is re-tokenised.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+ErrorType = Literal[
+    "parse_error",  # the action could not be parsed into a tool call
+    "unknown_tool",
+    "bad_arguments",
+    "tool_error",  # the tool raised: its message is shown to the model
+    "timeout",
+    "oom",
+    "crash",
+    "output_limit",
+    "denied",
+    "infra_error",  # the sandbox/server failed: not the model's fault, kept out of the reward signal
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ToolCallRecord(_Model):
+    """One tool call the model made and what came of it."""
+
+    name: str = Field(description="Tool name as the model wrote it (may be unknown).")
+    arguments: dict[str, Any] = Field(default_factory=dict, description="Parsed arguments.")
+    output: str = Field(default="", description="What the model was shown for this call.")
+    latency_s: float = Field(default=0.0, description="Wall-clock time the tool took.")
+    error_type: ErrorType | None = Field(default=None, description="None when the call succeeded.")
+    error: str | None = Field(default=None, description="Human-readable error, as shown to the model.")
+
+
+class Observation(_Model):
+    """What the environment shows the agent after a step (or at reset). Rendered generically by the
+    viewer: text always, plus an optional memory/report field and images."""
+
+    text: str = Field(default="", description="The new message text.")
+    role: str = Field(default="user", description="Chat role of the message: user, tool or system.")
+    memory: str | None = Field(default=None, description="Evolving report/memory the env carries, if any.")
+    images: list[str] = Field(default_factory=list, description="Images as base64 PNG strings.")
+
+
+class Turn(_Model):
+    """One model turn: inserted context, sampled action, and the environment's answer."""
+
+    id: int = Field(description="Index of this node in `TrajectoryTree.nodes`.")
+    parent: int | None = Field(default=None, description="Parent node id; None for a root (episode start).")
+    depth: int = Field(default=0, description="Turn index within its trajectory (root = 0).")
+    rebuild_context: bool = Field(
+        default=False, description="Context restarts here: prefix_ids is the whole prompt (non-append envs)."
+    )
+    prefix_ids: list[int] = Field(default_factory=list, description="Tokens inserted before generation (loss mask 0).")
+    action_ids: list[int] = Field(default_factory=list, description="Tokens the policy sampled (loss mask 1).")
+    logprobs: list[float] = Field(default_factory=list, description="Sampling-time log-prob of each action token.")
+    entropies: list[float] = Field(default_factory=list, description="Entropy of the sampling distribution per token.")
+    action_text: str = Field(default="", description="Decoded action, for people; training uses action_ids.")
+    finish_reason: str = Field(default="", description="eos | stop | length | budget: why generation ended.")
+    observation: Observation | None = Field(default=None, description="Env answer to this action (None if none).")
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list)
+    reward: float = Field(default=0.0, description="Reward the env gave for this step (turn reward).")
+    advantage: float | None = Field(default=None, description="Turn advantage set by the trainer, for inspection.")
+    terminated: bool = False
+    truncated: bool = False
+    truncated_reason: str | None = None
+    branch_entropy: float | None = Field(
+        default=None, description="If this node was spawned as a branch: the entropy signal that triggered it."
+    )
+    branched_from: int | None = Field(default=None, description="Sibling whose entropy spike spawned this branch.")
+    policy_version: int = Field(default=0, description="Weights version that sampled this turn.")
+    gen_time_s: float = 0.0
+    env_time_s: float = 0.0
+    info: dict[str, Any] = Field(default_factory=dict, description="Extra env info (JSON-serialisable).")
+
+    @property
+    def done(self) -> bool:
+        return self.terminated or self.truncated
+
+
+class TrajectoryTree(_Model):
+    """All episodes and branches sampled for one task. Stored one tree per JSONL line."""
+
+    schema_version: int = SCHEMA_VERSION
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex, description="Rollout id (idempotency key in the store).")
+    env_id: str = ""
+    seed: int | None = None
+    task: dict[str, Any] = Field(default_factory=dict, description="The task row (question, answer, ...).")
+    initial_observation: Observation | None = None
+    nodes: list[Turn] = Field(default_factory=list)
+    final_rewards: dict[int, float] = Field(default_factory=dict, description="Outcome reward per leaf node id.")
+    policy_version: int = 0
+    step: int | None = Field(default=None, description="Training step that produced this tree, if any.")
+    created_at: float = Field(default_factory=time.time)
+    timings: dict[str, float] = Field(default_factory=dict, description="Seconds spent in generation/env/total.")
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    # ---- building ---------------------------------------------------------------------------------
+    def add(self, turn: Turn) -> Turn:
+        turn.id = len(self.nodes)
+        turn.depth = 0 if turn.parent is None else self.nodes[turn.parent].depth + 1
+        self.nodes.append(turn)
+        return turn
+
+    # ---- reading ----------------------------------------------------------------------------------
+    def children(self, node_id: int) -> list[int]:
+        return [n.id for n in self.nodes if n.parent == node_id]
+
+    def roots(self) -> list[int]:
+        return [n.id for n in self.nodes if n.parent is None]
+
+    def leaves(self) -> list[int]:
+        parents = {n.parent for n in self.nodes if n.parent is not None}
+        return [n.id for n in self.nodes if n.id not in parents]
+
+    def path(self, node_id: int) -> list[Turn]:
+        """Nodes from the root down to `node_id`, inclusive."""
+        out: list[Turn] = []
+        cur: int | None = node_id
+        while cur is not None:
+            out.append(self.nodes[cur])
+            cur = self.nodes[cur].parent
+        return out[::-1]
+
+    def context_ids(self, node_id: int) -> list[int]:
+        """The exact token context the policy saw before sampling `node_id`'s action."""
+        ids: list[int] = []
+        for turn in self.path(node_id):
+            if turn.rebuild_context:
+                ids = []
+            ids.extend(turn.prefix_ids)
+            if turn.id != node_id:
+                ids.extend(turn.action_ids)
+        return ids
+
+    def branch_points(self) -> list[int]:
+        """Nodes whose context was re-sampled by a branch (they have a sibling with branch_entropy)."""
+        return [n.id for n in self.nodes if n.branch_entropy is not None]
+
+    def leaf_reward(self, leaf_id: int) -> float:
+        return self.final_rewards.get(leaf_id, 0.0)
+
+    def n_trajectories(self) -> int:
+        return len(self.leaves())
+
+    def summary(self) -> dict[str, Any]:
+        leaves = self.leaves()
+        rewards = [self.leaf_reward(i) for i in leaves]
+        return {
+            "id": self.id,
+            "env_id": self.env_id,
+            "trajectories": len(leaves),
+            "turns": len(self.nodes),
+            "branches": len(self.branch_points()),
+            "mean_reward": sum(rewards) / len(rewards) if rewards else 0.0,
+            "tool_calls": sum(len(n.tool_calls) for n in self.nodes),
+            "errors": sum(1 for n in self.nodes for c in n.tool_calls if c.error_type),
+        }
+
+
+def trajectory_tokens(tree: TrajectoryTree, leaf_id: int) -> list[tuple[list[int], list[int], list[float]]]:
+    """Training segments for the path to `leaf_id`: (token ids, loss mask, sampling log-probs).
+
+    One segment per context: a path with no `rebuild_context` node is a single segment; each
+    rebuild starts a new one (one sample per round, as in IterResearch/EAPO).
+    """
+    segments: list[tuple[list[int], list[int], list[float]]] = []
+    ids: list[int] = []
+    mask: list[int] = []
+    lps: list[float] = []
+    for turn in tree.path(leaf_id):
+        if turn.rebuild_context and ids:
+            segments.append((ids, mask, lps))
+            ids, mask, lps = [], [], []
+        ids += turn.prefix_ids
+        mask += [0] * len(turn.prefix_ids)
+        lps += [0.0] * len(turn.prefix_ids)
+        ids += turn.action_ids
+        mask += [1] * len(turn.action_ids)
+        lps += list(turn.logprobs)
+    if ids:
+        segments.append((ids, mask, lps))
+    return segments
