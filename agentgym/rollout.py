@@ -1,0 +1,428 @@
+"""The rollout engine: many episodes at once, generation batched across them, trees out.
+
+Every live path (an episode, or a branch of one) is a coroutine: it asks the `_Batcher` for a generation,
+records the turn in its group's `TrajectoryTree`, and steps its env in a worker thread. The batcher sends
+one batched `generate` call when every live path is waiting for the model (or after a short wait), so the
+model is busy while envs step and envs step while the model is busy. A branching strategy (ARPO) may ask
+for extra samples of a turn: the engine forks the env (``env.fork()``, else replays the action prefix in a
+fresh env) and runs the branch as a sibling path that shares the stored prefix.
+
+Guarantees: the context fed to the policy equals ``tree.context_ids(node)`` and the stored action equals
+the sampled ids (asserted per turn); token budgets per turn and per episode are enforced; a hung env step is
+abandoned at its timeout and recorded; an env that raises ends only its own path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agentgym.env import EnvLimits, observation_from
+from agentgym.policies.base import Generation, GenerationRequest, Policy, SamplingParams
+from agentgym.rendering import ChatRenderer
+from agentgym.trajectory import Observation, ToolCallRecord, TrajectoryTree, Turn
+
+
+class RolloutError(RuntimeError):
+    """A path failed for a reason that is not the env's or the model's output (e.g. the model server)."""
+
+
+class TokenDriftError(AssertionError):
+    """The tokens about to be stored differ from the tokens the policy saw or sampled."""
+
+
+@dataclass
+class Task:
+    """One rollout group: the env is reset with `seed` (and ``options={"task": task}`` if given)."""
+
+    seed: int
+    task: dict[str, Any] | None = None
+
+
+@dataclass
+class RolloutConfig:
+    group_size: int = 1  # episodes started from scratch per task (ARPO's N)
+    max_trajectories: int | None = None  # leaves per task incl. branches (ARPO's M); default group_size
+    temperature: float = 1.0
+    top_p: float = 1.0
+    step_timeout_s: float = 60.0  # backstop for an env step; tools have their own, shorter timeouts
+    max_batch_size: int = 64
+    batch_wait_s: float = 0.005  # how long to wait for more paths to join a generation batch
+    supplement: bool = False  # start fresh episodes if all paths end before max_trajectories (ARPO)
+    max_workers: int = 64  # threads for env steps when the engine owns the event loop (`run`)
+
+
+@dataclass
+class PathState:
+    """A live path: what a branching strategy may inspect."""
+
+    group: _Group
+    env: Any
+    actions: list[str]  # action texts so far, for replay-based forking
+    context: list[int]
+    pending_prefix: list[int]
+    parent: int | None
+    rebuild: bool
+    tokens_used: int = 0
+    after_tool: bool = False  # the previous step returned a tool result
+    state: dict[str, Any] = field(default_factory=dict)  # strategy-owned (e.g. ARPO's initial entropy)
+
+
+class BranchStrategy(Protocol):
+    def branches(self, path: PathState, node: Turn, gen: Generation) -> int:
+        """How many extra samples of this turn to start (0 for none), given its generation."""
+
+
+class NoBranching:
+    def branches(self, path: PathState, node: Turn, gen: Generation) -> int:
+        return 0
+
+
+@dataclass
+class _Group:
+    spec: Task
+    tree: TrajectoryTree
+    started: int = 0  # paths started (roots + branches); capped at max_trajectories
+    live: int = 0
+    errors: list[BaseException] = field(default_factory=list)  # failures that must stop the run
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class _Batcher:
+    """Collects generation requests from live paths and serves them in batched `agenerate` calls."""
+
+    def __init__(self, policy: Policy, max_batch: int, wait_s: float):
+        self.policy, self.max_batch, self.wait_s = policy, max_batch, wait_s
+        self.queue: list[tuple[GenerationRequest, asyncio.Future]] = []
+        self.live_paths = 0
+        self.wakeup = asyncio.Event()
+        self.gen_time = 0.0
+        self.gen_tokens = 0
+
+    async def submit(self, req: GenerationRequest) -> Generation:
+        fut = asyncio.get_running_loop().create_future()
+        self.queue.append((req, fut))
+        self.wakeup.set()
+        return await fut
+
+    async def serve(self) -> None:
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            deadline = time.perf_counter() + self.wait_s
+            while self.queue and len(self.queue) < min(self.live_paths, self.max_batch) and time.perf_counter() < deadline:
+                await asyncio.sleep(0.0005)
+            if not self.queue:
+                continue
+            batch, self.queue = self.queue[: self.max_batch], self.queue[self.max_batch :]
+            if self.queue:
+                self.wakeup.set()
+            start = time.perf_counter()
+            try:
+                gens = await self.policy.agenerate([r for r, _ in batch])
+            except Exception as e:  # the model backend failed: every waiting path gets the error
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(e)
+                continue
+            self.gen_time += time.perf_counter() - start
+            for (_, fut), gen in zip(batch, gens):
+                self.gen_tokens += len(gen.token_ids)
+                if not fut.done():
+                    fut.set_result(gen)
+
+
+class RolloutEngine:
+    """Runs tasks against envs made by `env_factory` with `policy`, returning one tree per task."""
+
+    def __init__(self, policy: Policy, env_factory: Callable[[], Any], env_id: str = "",
+                 config: RolloutConfig | None = None, strategy: BranchStrategy | None = None,
+                 limits: EnvLimits | None = None, progress: bool = False, on_tree: Callable[[TrajectoryTree], None] | None = None):
+        self.policy = policy
+        self.env_factory = env_factory
+        self.env_id = env_id
+        self.config = config or RolloutConfig()
+        self.strategy = strategy or NoBranching()
+        self.limits = limits
+        self.progress = progress
+        self.on_tree = on_tree
+        self.renderer = ChatRenderer(policy.tokenizer)
+        self.stats: dict[str, float] = {}
+
+    def run(self, tasks: Sequence[Task | int]) -> list[TrajectoryTree]:
+        """Blocking entry point. Owns its event loop, so it can give env steps enough worker threads
+        (asyncio's default pool has only cpu_count + 4)."""
+
+        async def main() -> list[TrajectoryTree]:
+            loop = asyncio.get_running_loop()
+            loop.set_default_executor(ThreadPoolExecutor(max_workers=self.config.max_workers,
+                                                         thread_name_prefix="agentgym-rollout"))
+            return await self.arun(tasks)
+
+        return asyncio.run(main())
+
+    async def arun(self, tasks: Sequence[Task | int]) -> list[TrajectoryTree]:
+        specs = [t if isinstance(t, Task) else Task(seed=int(t)) for t in tasks]
+        batcher = _Batcher(self.policy, self.config.max_batch_size, self.config.batch_wait_s)
+        server = asyncio.create_task(batcher.serve())
+        self._batcher, self._env_time = batcher, 0.0
+        start = time.perf_counter()
+        try:
+            with _progress(self.progress, len(specs)) as advance:
+                async def one(spec: Task) -> TrajectoryTree:
+                    tree = await self._run_group(spec)
+                    advance(tree)
+                    if self.on_tree:
+                        self.on_tree(tree)
+                    return tree
+
+                trees = await asyncio.gather(*(one(s) for s in specs))
+        finally:
+            server.cancel()
+        wall = time.perf_counter() - start
+        self.stats = {"wall_s": wall, "generation_s": batcher.gen_time, "env_s": self._env_time,
+                      "generated_tokens": batcher.gen_tokens, "tokens_per_s": batcher.gen_tokens / max(wall, 1e-9)}
+        return list(trees)
+
+    # ---- groups and paths -------------------------------------------------------------------------
+    def _max_trajectories(self) -> int:
+        return max(self.config.max_trajectories or self.config.group_size, self.config.group_size)
+
+    async def _run_group(self, spec: Task) -> TrajectoryTree:
+        tree = TrajectoryTree(env_id=self.env_id, seed=spec.seed, task=spec.task or {},
+                              policy_version=self.policy.version)
+        group = _Group(spec=spec, tree=tree)
+        start = time.perf_counter()
+        for _ in range(self.config.group_size):
+            self._start_root(group)
+        while True:
+            await group.done.wait()
+            if group.live == 0 and self.config.supplement and group.started < self._max_trajectories():
+                group.done.clear()
+                self._start_root(group)  # ARPO: top up with a fresh episode if paths ended early
+                continue
+            if group.live == 0:
+                break
+            group.done.clear()
+        if group.errors:
+            raise RolloutError(f"rollout of task seed={spec.seed} failed: {type(group.errors[0]).__name__}: "
+                               f"{group.errors[0]}") from group.errors[0]
+        tree.timings["total_s"] = time.perf_counter() - start
+        tree.timings["generation_s"] = sum(n.gen_time_s for n in tree.nodes)
+        tree.timings["env_s"] = sum(n.env_time_s for n in tree.nodes)
+        return tree
+
+    def _launch(self, group: _Group, coro_fn: Callable[[], Any]) -> None:
+        group.started += 1
+        group.live += 1
+        self._batcher.live_paths += 1
+
+        async def wrapped() -> None:
+            try:
+                await coro_fn()
+            except Exception as e:  # policy failure or token drift: surfaced by arun, never lost
+                group.errors.append(e)
+            finally:
+                group.live -= 1
+                self._batcher.live_paths -= 1
+                group.done.set()
+                self._batcher.wakeup.set()  # fewer live paths: a waiting batch may now be complete
+
+        asyncio.ensure_future(wrapped())
+
+    def _start_root(self, group: _Group) -> None:
+        async def root() -> None:
+            env = await asyncio.to_thread(self.env_factory)
+            options = {"task": group.spec.task} if group.spec.task else None
+            try:
+                obs, info = await env.areset(seed=group.spec.seed, options=options)
+            except Exception as e:
+                group.tree.meta.setdefault("errors", []).append(f"reset failed: {type(e).__name__}: {e}")
+                await asyncio.to_thread(env.close)
+                return
+            first = observation_from(obs, info)
+            if group.tree.initial_observation is None:
+                group.tree.initial_observation = first
+                group.tree.task = group.spec.task or info.get("task", {})
+            system = env.system_prompt() if hasattr(env, "system_prompt") else None
+            prompt = self.renderer.initial_prompt_ids(system, first.text)
+            path = PathState(group=group, env=env, actions=[], context=[], pending_prefix=prompt,
+                             parent=None, rebuild=True)
+            await self._run_path(path)
+
+        self._launch(group, root)
+
+    def _limits(self, env: Any) -> EnvLimits:
+        return self.limits or getattr(env, "limits", None) or EnvLimits()
+
+    async def _run_path(self, path: PathState, branch_signal: tuple[float, int] | None = None) -> None:
+        tree = path.group.tree
+        try:
+            while True:
+                limits = self._limits(path.env)
+                budget = limits.max_tokens_per_episode - path.tokens_used
+                context = path.context + path.pending_prefix if not path.rebuild else list(path.pending_prefix)
+                stops = tuple(path.env.stop_strings()) if hasattr(path.env, "stop_strings") else ()
+                params = SamplingParams(max_new_tokens=max(1, min(limits.max_tokens_per_turn, budget)),
+                                        temperature=self.config.temperature, top_p=self.config.top_p, stop=stops)
+                t0 = time.perf_counter()
+                gen = await self._batcher.submit(GenerationRequest(context, params))
+                node = tree.add(Turn(id=0, parent=path.parent, rebuild_context=path.rebuild,
+                                     prefix_ids=path.pending_prefix, action_ids=list(gen.token_ids),
+                                     logprobs=list(gen.logprobs), entropies=list(gen.entropies),
+                                     action_text=gen.text, finish_reason=gen.finish_reason,
+                                     policy_version=self.policy.version, gen_time_s=time.perf_counter() - t0))
+                path.state["last_node"] = node.id
+                if branch_signal is not None:
+                    node.branch_entropy, node.branched_from = branch_signal
+                    branch_signal = None
+                _assert_token_exact(tree, node, context, gen)
+                path.tokens_used += len(gen.token_ids)
+                self._spawn_branches(path, node, gen)
+                if gen.finish_reason == "length" and path.tokens_used >= limits.max_tokens_per_episode:
+                    node.truncated, node.truncated_reason = True, "max_tokens_per_episode"
+                    break
+                if not await self._step(path, node, gen):
+                    break
+        finally:
+            leaf = path.state.get("last_node")
+            if leaf is not None:  # the episode return: every step reward along the path
+                tree.final_rewards[leaf] = sum(n.reward for n in tree.path(leaf))
+            await asyncio.to_thread(_close_quietly, path.env)
+
+    async def _step(self, path: PathState, node: Turn, gen: Generation) -> bool:
+        """Step the env with the action; record the outcome. Returns whether the path continues."""
+        t0 = time.perf_counter()
+        try:
+            obs, reward, terminated, truncated, info = await asyncio.wait_for(
+                path.env.astep(gen.text), timeout=self.config.step_timeout_s)
+        except asyncio.TimeoutError:
+            node.tool_calls.append(ToolCallRecord(name="(env.step)", error_type="timeout",
+                                                  error=f"env step exceeded {self.config.step_timeout_s:g} s"))
+            node.truncated, node.truncated_reason = True, "env_step_timeout"
+            path.env = None  # a worker thread may still be inside it; never reuse or close it here
+            return False
+        except Exception as e:
+            node.tool_calls.append(ToolCallRecord(name="(env.step)", error_type="infra_error",
+                                                  error=f"{type(e).__name__}: {e}"))
+            node.truncated, node.truncated_reason = True, "env_error"
+            return False
+        finally:
+            node.env_time_s = time.perf_counter() - t0
+            self._env_time += node.env_time_s
+        path.actions.append(gen.text)
+        observation = observation_from(obs, info)
+        node.observation = observation
+        node.tool_calls += [ToolCallRecord.model_validate(c) for c in info.get("tool_calls", [])]
+        node.reward = float(reward)
+        node.terminated, node.truncated = bool(terminated), bool(truncated)
+        node.truncated_reason = info.get("truncated_reason") if truncated else None
+        node.info = _jsonable({k: v for k, v in info.items() if k not in ("tool_calls", "observation", "messages")})
+        if terminated or truncated:
+            return False
+        path.after_tool = bool(node.tool_calls)
+        path.parent = node.id
+        if info.get("rebuild_context"):
+            path.pending_prefix, path.rebuild = self.renderer.prompt_ids(info["messages"]), True
+            path.context = []
+        else:
+            path.context = path.context + path.pending_prefix + node.action_ids if not path.rebuild else \
+                path.pending_prefix + node.action_ids
+            path.pending_prefix = self.renderer.observation_ids(observation, after_eos=gen.finish_reason == "eos")
+            path.rebuild = False
+        return True
+
+    # ---- branching --------------------------------------------------------------------------------
+    def _spawn_branches(self, path: PathState, node: Turn, gen: Generation) -> None:
+        group = path.group
+        want = self.strategy.branches(path, node, gen)
+        room = self._max_trajectories() - group.started
+        for _ in range(max(0, min(want, room))):
+            signal = (float(path.state.get("delta_entropy", 0.0)), node.id)
+            snapshot = PathState(group=group, env=None, actions=list(path.actions), context=list(path.context),
+                                 pending_prefix=list(path.pending_prefix), parent=path.parent, rebuild=path.rebuild,
+                                 tokens_used=path.tokens_used - len(gen.token_ids), after_tool=path.after_tool,
+                                 state=dict(path.state))
+            source_env = path.env
+
+            async def branch(snapshot: PathState = snapshot, signal: tuple[float, int] = signal) -> None:
+                snapshot.env = await self._fork_env(source_env, group.spec, snapshot.actions)
+                await self._run_path(snapshot, branch_signal=signal)
+
+            self._launch(group, branch)
+
+    async def _fork_env(self, env: Any, spec: Task, actions: list[str]) -> Any:
+        forked = await asyncio.to_thread(env.fork) if hasattr(env, "fork") else None
+        if forked is not None:
+            return forked
+        fresh = await asyncio.to_thread(self.env_factory)  # replay: envs are deterministic under a seed
+        await fresh.areset(seed=spec.seed, options={"task": spec.task} if spec.task else None)
+        for action in actions:
+            await fresh.astep(action)
+        return fresh
+
+
+def _assert_token_exact(tree: TrajectoryTree, node: Turn, context: list[int], gen: Generation) -> None:
+    if not gen.token_exact:
+        raise TokenDriftError("the policy backend returned text without token ids; refusing to store "
+                              "re-tokenised actions (configure the server to return token ids)")
+    if tree.context_ids(node.id) != context:
+        raise TokenDriftError(f"turn {node.id}: stored context differs from the context the policy saw")
+    if node.action_ids != list(gen.token_ids) or len(node.logprobs) != len(node.action_ids):
+        raise TokenDriftError(f"turn {node.id}: stored action differs from the sampled tokens")
+
+
+def _close_quietly(env: Any) -> None:
+    if env is None:
+        return
+    try:
+        env.close()
+    except Exception:
+        pass  # closing is best effort; the path's outcome is already recorded
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if hasattr(value, "item"):  # numpy / torch scalars
+        try:
+            return value.item()
+        except Exception:
+            pass
+    return repr(value)
+
+
+class _progress:
+    """A rich progress bar over tasks, or nothing."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.enabled, self.total = enabled, total
+
+    def __enter__(self) -> Callable[[TrajectoryTree], None]:
+        if not self.enabled:
+            return lambda tree: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(TextColumn("rollout"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                             TextColumn("reward {task.fields[reward]:.2f}"))
+        self._bar.start()
+        self._task = self._bar.add_task("rollout", total=self.total, reward=0.0)
+        self._rewards: list[float] = []
+
+        def advance(tree: TrajectoryTree) -> None:
+            self._rewards += [tree.leaf_reward(i) for i in tree.leaves()]
+            self._bar.update(self._task, advance=1, reward=sum(self._rewards) / max(len(self._rewards), 1))
+
+        return advance
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self._bar.stop()
