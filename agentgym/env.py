@@ -67,7 +67,7 @@ class EnvLimits(BaseModel):
 class TextEnv(gymnasium.Env[str, str]):
     """Base class for multi-turn text environments. Subclass and implement `_reset` and `_step`."""
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
     def __init__(self, limits: EnvLimits | dict | None = None, render_mode: str | None = None):
         self.limits = limits if isinstance(limits, EnvLimits) else EnvLimits(**(limits or {}))

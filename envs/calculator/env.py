@@ -115,6 +115,11 @@ class CalculatorEnv(ToolEnv):
 
     TEST_SEED_OFFSET = 1_000_000_007  # held-out tasks come from a disjoint seed range
 
+    @property
+    def expert(self) -> str | None:
+        """Scripted agent used by `agentgym check-env` (it writes the XML format only)."""
+        return "agentgym.envs.calculator.expert:calculator_expert" if self.tool_format == "xml" else None
+
     def __init__(self, tool_format: str = "xml", limits: EnvLimits | dict | None = None,
                  render_mode: str | None = None, kinds: tuple[str, ...] = ("multiply", "expression", "convert"),
                  split: str = "train"):

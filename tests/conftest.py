@@ -1,0 +1,49 @@
+"""Shared fixtures and the slow-test budget.
+
+Slow end-to-end tests are marked ``@pytest.mark.slow``. By default (``--run-slow=budget``, what CI runs)
+only those marked ``@pytest.mark.slow(ci=True)`` run, keeping the suite within ~15 minutes on 2 cores;
+``--run-slow=all`` runs every one, ``--run-slow=none`` none.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", default="budget", choices=["none", "budget", "all"],
+                     help="which @pytest.mark.slow tests to run (default: those marked slow(ci=True))")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    mode = config.getoption("--run-slow")
+    for item in items:
+        marker = item.get_closest_marker("slow")
+        if marker is None or mode == "all":
+            continue
+        if mode == "budget" and marker.kwargs.get("ci"):
+            continue
+        item.add_marker(pytest.mark.skip(reason=f"slow test (run with --run-slow=all); mode={mode}"))
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from agentgym.policies.models import load_tokenizer
+
+    return load_tokenizer("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    from agentgym.policies.models import tiny_random_model
+
+    model = tiny_random_model(seed=0)
+    model.eval()
+    return model
+
+
+@pytest.fixture
+def tiny_policy(tiny_model, tokenizer):
+    from agentgym.policies.hf import HFPolicy
+
+    return HFPolicy(tiny_model, tokenizer)
