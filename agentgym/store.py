@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import warnings
 import zlib
 from collections.abc import Iterable, Iterator
@@ -48,6 +49,21 @@ def decode_line(line: bytes) -> bytes | None:
     except ValueError:
         return None
     return payload
+
+
+_LEADING_ID = re.compile(rb'^\{"schema_version":\d+,"id":"([^"\\]*)"')
+
+
+def _record_id(payload: bytes) -> str | None:
+    """The rollout id of a record; read from the head of the JSON without parsing the whole tree."""
+    m = _LEADING_ID.match(payload)
+    if m:
+        return m.group(1).decode()
+    try:
+        value = json.loads(payload).get("id")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 class TrajectoryStore:
@@ -106,10 +122,9 @@ class TrajectoryStore:
                 self._scanned += len(raw)
                 payload = decode_line(raw[:-1])
                 if payload is not None:
-                    try:
-                        self._ids.add(json.loads(payload)["id"])
-                    except (json.JSONDecodeError, KeyError, TypeError):
-                        pass
+                    rollout_id = _record_id(payload)
+                    if rollout_id is not None:
+                        self._ids.add(rollout_id)
         return self._ids
 
     def __contains__(self, rollout_id: str) -> bool:
