@@ -155,15 +155,22 @@ class RolloutEngine:
 
     def run(self, tasks: Sequence[Task | int]) -> list[TrajectoryTree]:
         """Blocking entry point. Owns its event loop, so it can give env steps enough worker threads
-        (asyncio's default pool has only cpu_count + 4)."""
-
-        async def main() -> list[TrajectoryTree]:
-            loop = asyncio.get_running_loop()
-            loop.set_default_executor(ThreadPoolExecutor(max_workers=self.config.max_workers,
-                                                         thread_name_prefix="agentgym-rollout"))
-            return await self.arun(tasks)
-
-        return asyncio.run(main())
+        (asyncio's default pool has only cpu_count + 4) and return without joining a worker thread that a
+        hung env step still occupies (``asyncio.run`` would wait for it)."""
+        loop = asyncio.new_event_loop()
+        executor = ThreadPoolExecutor(max_workers=self.config.max_workers, thread_name_prefix="agentgym-rollout")
+        loop.set_default_executor(executor)
+        try:
+            return loop.run_until_complete(self.arun(tasks))
+        finally:
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(_drain(pending))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            executor.shutdown(wait=False, cancel_futures=True)
+            loop.close()
 
     async def arun(self, tasks: Sequence[Task | int]) -> list[TrajectoryTree]:
         specs = [t if isinstance(t, Task) else Task(seed=int(t)) for t in tasks]
@@ -364,6 +371,10 @@ class RolloutEngine:
         for action in actions:
             await fresh.astep(action)
         return fresh
+
+
+async def _drain(tasks: list[asyncio.Task]) -> None:
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _assert_token_exact(tree: TrajectoryTree, node: Turn, context: list[int], gen: Generation) -> None:
