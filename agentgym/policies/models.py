@@ -69,8 +69,15 @@ def embedded_model_dir() -> Path:
     if not (target / "config.json").exists():
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model = AutoModelForCausalLM.from_pretrained(_gguf_dir(), gguf_file=GGUF_FILE)
+        dequantised = AutoModelForCausalLM.from_pretrained(_gguf_dir(), gguf_file=GGUF_FILE)
         tok = AutoTokenizer.from_pretrained(_gguf_dir(), gguf_file=GGUF_FILE)
+        # transformers marks a GGUF-loaded model as quantised and refuses to save it, although its
+        # weights are already de-quantised: copy them into a plain model of the same config.
+        config = dequantised.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config)
+        model.load_state_dict(dequantised.state_dict())
 
         def save(path: Path) -> None:
             model.save_pretrained(path, safe_serialization=True)
@@ -113,6 +120,9 @@ def load_model(name_or_path: str = "embedded", dtype: Any = None, device: str | 
     """(model, tokenizer). ``"tiny"`` gives a small randomly initialised Llama with the embedded tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress display owns the terminal
 
     if name_or_path == "tiny":
         return tiny_random_model(), load_tokenizer("tiny")
