@@ -144,6 +144,26 @@ def serve_cmd(
     serve(model, host=host, port=port)
 
 
+@app.command("serve-env")
+def serve_env_cmd(
+    env_id: Annotated[str, typer.Argument(help="Env id to serve.")],
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8100,
+    max_sessions: Annotated[int, typer.Option(min=1)] = 64,
+) -> None:
+    """Serve an env over HTTP (one session per episode); use it with agentgym.env_server.RemoteEnv."""
+    import uvicorn
+
+    from agentgym.env_server import create_env_app
+    from agentgym.registry import UnknownEnvError
+
+    try:
+        env_app = create_env_app(env_id, max_sessions=max_sessions)
+    except UnknownEnvError as e:
+        fail(str(e))
+    uvicorn.run(env_app, host=host, port=port, log_level="warning")
+
+
 def main() -> None:
     try:
         app()

@@ -223,8 +223,9 @@ class RolloutEngine:
         tree.timings["env_s"] = sum(n.env_time_s for n in tree.nodes)
         return tree
 
-    def _launch(self, group: _Group, coro_fn: Callable[[], Any]) -> None:
-        group.started += 1
+    def _launch(self, group: _Group, coro_fn: Callable[[], Any], reserved: bool = False) -> None:
+        if not reserved:
+            group.started += 1
         group.live += 1
         self._batcher.live_paths += 1
 
@@ -289,7 +290,7 @@ class RolloutEngine:
                     branch_signal = None
                 _assert_token_exact(tree, node, context, gen)
                 path.tokens_used += len(gen.token_ids)
-                self._spawn_branches(path, node, gen)
+                await self._spawn_branches(path, node, gen)
                 if gen.finish_reason == "length" and path.tokens_used >= limits.max_tokens_per_episode:
                     node.truncated, node.truncated_reason = True, "max_tokens_per_episode"
                     break
@@ -344,29 +345,30 @@ class RolloutEngine:
         return True
 
     # ---- branching --------------------------------------------------------------------------------
-    def _spawn_branches(self, path: PathState, node: Turn, gen: Generation) -> None:
+    async def _spawn_branches(self, path: PathState, node: Turn, gen: Generation) -> None:
         group = path.group
         want = self.strategy.branches(path, node, gen)
-        room = self._max_trajectories() - group.started
-        for _ in range(max(0, min(want, room))):
+        count = max(0, min(want, self._max_trajectories() - group.started))
+        group.started += count  # reserve before awaiting forks: other paths check the cap meanwhile
+        for _ in range(count):
             signal = (float(path.state.get("delta_entropy", 0.0)), node.id)
             snapshot = PathState(group=group, env=None, actions=list(path.actions), context=list(path.context),
                                  pending_prefix=list(path.pending_prefix), parent=path.parent, rebuild=path.rebuild,
                                  tokens_used=path.tokens_used - len(gen.token_ids), after_tool=path.after_tool,
                                  state=dict(path.state))
-            source_env = path.env
+            # Fork now, before this path steps its env: the branch must start from the state the
+            # sampled turn saw. Envs that cannot fork are rebuilt by replay inside the branch.
+            forked = await asyncio.to_thread(path.env.fork) if hasattr(path.env, "fork") else None
 
-            async def branch(snapshot: PathState = snapshot, signal: tuple[float, int] = signal) -> None:
-                snapshot.env = await self._fork_env(source_env, group.spec, snapshot.actions)
+            async def branch(snapshot: PathState = snapshot, signal: tuple[float, int] = signal,
+                             forked: Any = forked) -> None:
+                snapshot.env = forked if forked is not None else await self._replay_env(group.spec, snapshot.actions)
                 await self._run_path(snapshot, branch_signal=signal)
 
-            self._launch(group, branch)
+            self._launch(group, branch, reserved=True)
 
-    async def _fork_env(self, env: Any, spec: Task, actions: list[str]) -> Any:
-        forked = await asyncio.to_thread(env.fork) if hasattr(env, "fork") else None
-        if forked is not None:
-            return forked
-        fresh = await asyncio.to_thread(self.env_factory)  # replay: envs are deterministic under a seed
+    async def _replay_env(self, spec: Task, actions: list[str]) -> Any:
+        fresh = await asyncio.to_thread(self.env_factory)  # envs are deterministic under a seed
         await fresh.areset(seed=spec.seed, options={"task": spec.task} if spec.task else None)
         for action in actions:
             await fresh.astep(action)
