@@ -23,6 +23,7 @@ _PROBE = "\x00agentgym-probe\x00"  # a string no template alters, to find where 
 class ChatRenderer:
     def __init__(self, tokenizer: Any):
         self.tokenizer = tokenizer
+        self._delta_cache: dict[tuple[str, bool], tuple[str, str]] = {}
 
     def _template(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
@@ -49,6 +50,16 @@ class ChatRenderer:
 
     def _message_delta(self, role: str, text: str, after_eos: bool) -> str:
         """Template text between the end of the assistant's content and the start of its next turn."""
+        key = (role, after_eos)
+        if key not in self._delta_cache:  # rendering the template costs ~100 us: do it once per role
+            head, tail = self._render_delta(role, _PROBE, after_eos).split(_PROBE)
+            if self._render_delta(role, "x y\n z", after_eos) != head + "x y\n z" + tail:
+                raise ValueError("chat template alters message content; cannot render observations incrementally")
+            self._delta_cache[key] = (head, tail)
+        head, tail = self._delta_cache[key]
+        return head + text + tail
+
+    def _render_delta(self, role: str, text: str, after_eos: bool) -> str:
         base = [{"role": "user", "content": "q"}, {"role": "assistant", "content": _PROBE}]
         closed = self._template(base, add_generation_prompt=False)
         full = self._template(base + [{"role": role, "content": text}], add_generation_prompt=True)

@@ -100,6 +100,7 @@ class _Batcher:
         self.queue: list[tuple[GenerationRequest, asyncio.Future]] = []
         self.live_paths = 0
         self.wakeup = asyncio.Event()
+        self.full = asyncio.Event()
         self.gen_time = 0.0
         self.gen_tokens = 0
 
@@ -107,20 +108,30 @@ class _Batcher:
         fut = asyncio.get_running_loop().create_future()
         self.queue.append((req, fut))
         self.wakeup.set()
+        self.check_full()
         return await fut
+
+    def check_full(self) -> None:
+        """Signal when every live path is waiting for the model: no reason to wait for more."""
+        if self.queue and len(self.queue) >= min(self.live_paths, self.max_batch):
+            self.full.set()
 
     async def serve(self) -> None:
         while True:
             await self.wakeup.wait()
             self.wakeup.clear()
-            deadline = time.perf_counter() + self.wait_s
-            while self.queue and len(self.queue) < min(self.live_paths, self.max_batch) and time.perf_counter() < deadline:
-                await asyncio.sleep(0.0005)
             if not self.queue:
                 continue
+            if not self.full.is_set():  # some paths are still in env steps: give them a moment to join
+                try:
+                    await asyncio.wait_for(self.full.wait(), self.wait_s)
+                except asyncio.TimeoutError:
+                    pass
+            self.full.clear()
             batch, self.queue = self.queue[: self.max_batch], self.queue[self.max_batch :]
             if self.queue:
                 self.wakeup.set()
+                self.check_full()
             start = time.perf_counter()
             try:
                 gens = await self.policy.agenerate([r for r, _ in batch])
@@ -238,7 +249,7 @@ class RolloutEngine:
                 group.live -= 1
                 self._batcher.live_paths -= 1
                 group.done.set()
-                self._batcher.wakeup.set()  # fewer live paths: a waiting batch may now be complete
+                self._batcher.check_full()  # fewer live paths: a waiting batch may now be complete
 
         asyncio.ensure_future(wrapped())
 
