@@ -57,6 +57,7 @@ class TreeSummary:
     tokens: int  # sampled tokens over all nodes
     branches: int
     mean_reward: float
+    successes: int  # trajectories with final reward > 0
     min_reward: float
     max_reward: float
     tool_calls: int
@@ -88,12 +89,13 @@ def _question(task: dict[str, Any], first_obs: dict[str, Any] | None) -> str:
     return json.dumps(task)[:300] if task else ""
 
 
-def _leaf_rewards(final_rewards: dict[str, float], leaves: int) -> tuple[float, float, float]:
+def _leaf_rewards(final_rewards: dict[str, float], leaves: int) -> dict[str, Any]:
     values = [float(v) for v in final_rewards.values()]
     values += [0.0] * max(0, leaves - len(values))  # a leaf without a stored reward counts as 0, as in the tree
     if not values:
-        return 0.0, 0.0, 0.0
-    return sum(values) / len(values), min(values), max(values)
+        return {"mean_reward": 0.0, "successes": 0, "min_reward": 0.0, "max_reward": 0.0}
+    return {"mean_reward": sum(values) / len(values), "successes": sum(1 for v in values if v > 0),
+            "min_reward": min(values), "max_reward": max(values)}
 
 
 def _strings_after(text: str, key: str, out: list[str]) -> None:
@@ -150,7 +152,7 @@ def scan_record(text: str) -> tuple[int, dict[str, Any]] | None:
         if end > start + 14:
             tokens += text.count(",", start, end) + 1
         start = text.find('"action_ids":[', end)
-    mean, lo, hi = _leaf_rewards(json.loads(tail.group(1)), len(nodes) - len(parents))
+    rewards = _leaf_rewards(json.loads(tail.group(1)), len(nodes) - len(parents))
     step = tail.group(3)
     fields = {
         "id": json.loads(f'"{head.group(2)}"'), "env_id": json.loads(f'"{head.group(3)}"'),
@@ -158,8 +160,8 @@ def scan_record(text: str) -> tuple[int, dict[str, Any]] | None:
         "step": None if step == "null" else int(step), "policy_version": int(tail.group(2)),
         "question": _question(task, first_obs), "trajectories": len(nodes) - len(parents), "turns": len(nodes),
         "max_turns": max((int(d) for _, d in nodes), default=-1) + 1, "tokens": tokens,
-        "branches": len(nodes) - text.count('"branch_entropy":null', pos, tail.start()), "mean_reward": mean, "min_reward": lo,
-        "max_reward": hi, "tool_calls": len(calls), "errors": sum(1 for c in calls if c == '"'),
+        "branches": len(nodes) - text.count('"branch_entropy":null', pos, tail.start()), **rewards,
+        "tool_calls": len(calls), "errors": sum(1 for c in calls if c == '"'),
         "has_memory": '"memory":"' in text, "has_images": '"images":["' in text,
     }
     return int(head.group(1)), fields
@@ -171,8 +173,8 @@ def summarise_dict(rec: dict[str, Any]) -> tuple[dict[str, Any], str]:
     parents = {n.get("parent") for n in nodes if n.get("parent") is not None}
     calls = [c for n in nodes for c in (n.get("tool_calls") or [])]
     task = rec.get("task") or {}
-    mean, lo, hi = _leaf_rewards({str(k): v for k, v in (rec.get("final_rewards") or {}).items()},
-                                 len(nodes) - len(parents))
+    rewards = _leaf_rewards({str(k): v for k, v in (rec.get("final_rewards") or {}).items()},
+                            len(nodes) - len(parents))
     observations = [n.get("observation") or {} for n in nodes]
     fields = {
         "id": str(rec.get("id", "")), "env_id": str(rec.get("env_id", "")), "seed": rec.get("seed"),
@@ -181,7 +183,7 @@ def summarise_dict(rec: dict[str, Any]) -> tuple[dict[str, Any], str]:
         "turns": len(nodes), "max_turns": max((int(n.get("depth", 0)) for n in nodes), default=-1) + 1,
         "tokens": sum(len(n.get("action_ids") or []) for n in nodes),
         "branches": sum(1 for n in nodes if n.get("branch_entropy") is not None),
-        "mean_reward": mean, "min_reward": lo, "max_reward": hi, "tool_calls": len(calls),
+        **rewards, "tool_calls": len(calls),
         "errors": sum(1 for c in calls if c.get("error_type")),
         "has_memory": any(o.get("memory") for o in observations), "has_images": any(o.get("images") for o in observations),
     }
@@ -193,7 +195,7 @@ def summarise_dict(rec: dict[str, Any]) -> tuple[dict[str, Any], str]:
 class RunIndex:
     """Summaries of every readable tree under a run directory (or in one store file), and its metrics."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, search: bool = True):
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f"{self.path}: no such file or directory")
@@ -213,6 +215,13 @@ class RunIndex:
             if gc_was_enabled:
                 gc.enable()
         self.load_s = time.perf_counter() - start
+        self._search_started = False
+        self._search_lock = threading.Lock()
+        if search:
+            self._start_search()
+
+    def _start_search(self) -> None:
+        self._search_started = True
         threading.Thread(target=self._build_search, name="agentgym-viewer-search", daemon=True).start()
 
     def _build_search(self) -> None:
@@ -316,7 +325,10 @@ class RunIndex:
         """Summaries matching every given filter (reward = the tree's mean leaf reward, length = turns on
         its longest path, errors = 'yes'/'no', q = case-insensitive text search)."""
         needle = q.strip().lower()
-        if needle:
+        if needle and not self._search_ready.is_set():
+            with self._search_lock:
+                if not self._search_started:  # built on demand when the index was made without it
+                    self._start_search()
             self._search_ready.wait()
         out = []
         for s, hay in zip(self.summaries, self._search if needle else [""] * len(self.summaries)):

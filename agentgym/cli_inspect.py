@@ -1,0 +1,209 @@
+"""`agentgym view | replay | report`: inspect and replay stored trajectories.
+
+The commands are plain functions so the main CLI can mount them at top level::
+
+    from agentgym.cli_inspect import register
+    register(app)            # adds `view`, `replay` and `report` to the main typer app
+
+This module also has its own typer `app` (``python -m agentgym.cli_inspect``) for use on its own.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+
+
+def view(
+    path: Annotated[Optional[Path], typer.Argument(help="Run directory (trajectories.jsonl, metrics.jsonl) or a store file.")] = None,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 0,
+    open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open the page in a browser.")] = False,
+    demo: Annotated[bool, typer.Option("--demo", help="View a synthetic demo run (no PATH needed).")] = False,
+) -> None:
+    """Browse trajectory trees in a local web viewer: list with filters, branch tree, entropy heatmap,
+    tool calls, observations, sibling diffs, training dashboard."""
+    from agentgym.viewer.server import ViewerServer
+
+    if demo:
+        from agentgym.viewer.synthetic import write_synthetic_run
+
+        path = write_synthetic_run(Path(tempfile.mkdtemp(prefix="agentgym-demo-")), 300)
+    if path is None:
+        _fail("give a run directory or trajectory file (or --demo)")
+    if not path.exists():
+        _fail(f"{path}: no such file or directory")
+    try:
+        server = ViewerServer(path, port=port)
+    except OSError as e:
+        _fail(f"cannot listen on 127.0.0.1:{port}: {e}")
+    index = server.viewer.index
+    for message in index.messages + server.viewer.metrics.messages:
+        _warn(message)
+    if path.is_file() and not index.summaries and index.sources and any("not a trajectory store" in m for m in index.messages):
+        server.close()
+        _fail(f"{path} is not an agentgym trajectory store (expected lines of <length>\\t<crc32>\\t<json>)")
+    console.print(f"{len(index.summaries):,} trees from {path} (read in {index.load_s:.2f} s)")
+    console.print(f"viewer: [bold]{server.url}[/]  (Ctrl-C to stop)")
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+
+
+def _read_trees(path: Path) -> list:
+    """Every readable tree of a store file (or of RUN/trajectories.jsonl); skipped records are warned about."""
+    from agentgym.store import StoreWarning, TrajectoryFileError, TrajectoryStore
+
+    if not path.exists():
+        _fail(f"{path}: no such file or directory")
+    if path.is_dir():
+        if not (path / "trajectories.jsonl").is_file():
+            _fail(f"{path} has no trajectories.jsonl; give the store file itself")
+        path = path / "trajectories.jsonl"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StoreWarning)
+        try:
+            trees = TrajectoryStore(path).read_all()
+        except TrajectoryFileError as e:
+            _fail(str(e))
+        except IsADirectoryError:
+            _fail(f"{path} is a directory")
+    for w in caught:
+        _warn(str(w.message))
+    if not trees:
+        _fail(f"{path}: no readable trajectory trees" + (" (empty file)" if path.stat().st_size == 0 else ""), code=1)
+    return trees
+
+
+def _select(trees: list, tree: str | None) -> list:
+    if tree is None:
+        return trees
+    if tree.startswith("#") and tree[1:].isdigit() and int(tree[1:]) < len(trees):
+        return [trees[int(tree[1:])]]
+    exact = [t for t in trees if t.id == tree]
+    matches = exact or [t for t in trees if t.id.startswith(tree)]
+    if len(matches) != 1:
+        _fail(f"no tree with id {tree!r}" if not matches else f"{len(matches)} trees start with {tree!r}; give more of the id")
+    return matches
+
+
+def replay(
+    file: Annotated[Path, typer.Argument(help="Trajectory store file (or a run directory with trajectories.jsonl).")],
+    tree: Annotated[Optional[str], typer.Option("--tree", help="Tree id (or unique prefix, or #N for the N-th tree).")] = None,
+    rescore_: Annotated[bool, typer.Option("--rescore", help="Score every leaf again (env replay, or --scorer).")] = False,
+    scorer: Annotated[Optional[str], typer.Option(help="Reward function module:function(tree, leaf_id) -> float.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="With --rescore: write re-scored trees to this new store.")] = None,
+    reexecute_: Annotated[bool, typer.Option("--reexecute", help="Replay every path in a fresh env and compare observations.")] = False,
+    export_sft: Annotated[Optional[Path], typer.Option("--export-sft", help="Directory for sft_messages.jsonl and sft_tokens.jsonl.")] = None,
+    success_above: Annotated[float, typer.Option(help="--export-sft keeps trajectories with final reward above this.")] = 0.0,
+    limit: Annotated[int, typer.Option(help="Trees to draw when no --tree is given.")] = 1,
+    full: Annotated[bool, typer.Option("--full", help="Do not clip long texts.")] = False,
+) -> None:
+    """Show trajectory trees in the terminal; re-score, re-execute or export them to SFT data."""
+    from agentgym import replay as rp
+    from agentgym.viewer.terminal import tree_renderable, trees_table
+
+    trees = _read_trees(file)
+    chosen = _select(trees, tree)
+    acting = rescore_ or reexecute_ or export_sft is not None
+    if not acting:
+        if tree is None and len(trees) > 1:
+            console.print(trees_table(trees[:50], title=f"{file}: {len(trees)} trees" + (" (first 50)" if len(trees) > 50 else "")))
+        for t in chosen[: max(1, limit) if tree is None else None]:
+            console.print(tree_renderable(t, limit=None if full else 300))
+        return
+    failed = False
+    if rescore_:
+        try:
+            fn = rp.load_scorer(scorer) if scorer else None
+        except ValueError as e:
+            _fail(str(e))
+        scores = rp.rescore(chosen, fn)
+        table = Table("tree", "leaf", "stored", "re-scored", "", title=f"re-score ({scorer or 'env replay'})")
+        for s in scores:
+            mark = "[red]error[/]" if s.error else ("[yellow]changed[/]" if s.changed else "")
+            table.add_row(s.tree_id[:16], str(s.leaf_id), f"{s.stored:g}", "–" if s.rescored is None else f"{s.rescored:g}",
+                          mark + (f" {s.error}" if s.error else ""))
+        console.print(table)
+        changed, errors = sum(s.changed for s in scores), sum(1 for s in scores if s.error)
+        console.print(f"{len(scores)} leaves: {changed} changed, {errors} could not be scored")
+        failed |= errors > 0
+        if out is not None:
+            from agentgym.store import TrajectoryStore
+
+            n = TrajectoryStore(out).append_many(rp.apply_scores(t, scores, scorer or "env") for t in chosen)
+            console.print(f"wrote {n} re-scored trees to {out}")
+    if reexecute_:
+        for t in chosen:
+            report = rp.reexecute(t)
+            for note in report.notes:
+                _warn(f"tree {t.id}: {note}")
+            for e in report.errors:
+                err.print(f"[red]tree {escape(t.id)}: {escape(e)}[/]", highlight=False)
+            for d in report.divergences:
+                err.print(f"[red]DIVERGED[/] {escape(d.describe())}", highlight=False)
+            if report.ok:
+                console.print(f"[green]reproduced[/] tree {t.id}: {report.paths} paths, {report.nodes_checked} nodes identical")
+            failed |= not report.ok
+    if export_sft is not None:
+        result = rp.export_sft(chosen, export_sft, success_above=success_above)
+        console.print(f"exported {result.exported} trajectories (skipped {result.skipped} with reward <= {success_above:g}):\n"
+                      f"  {result.messages_path}\n  {result.tokens_path}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def report(
+    run: Annotated[Path, typer.Argument(help="Run directory (metrics.jsonl, trajectories.jsonl).")],
+    out: Annotated[Optional[Path], typer.Option(help="Output directory (default RUN/report).")] = None,
+) -> None:
+    """Plot the training curves to PNG and write a markdown summary (report.md)."""
+    from agentgym.report import write_report
+
+    if not run.exists():
+        _fail(f"{run}: no such run directory or file")
+    result = write_report(run, out)
+    for message in result.messages:
+        _warn(message)
+    console.print(f"report: {result.markdown}")
+    for image in result.images:
+        console.print(f"  {image}")
+
+
+def register(app: typer.Typer) -> None:
+    """Mount `view`, `replay` and `report` as top-level commands of `app`."""
+    app.command("view")(view)
+    app.command("replay")(replay)
+    app.command("report")(report)
+
+
+app = typer.Typer(help="Inspect and replay agentgym trajectories.", no_args_is_help=True, pretty_exceptions_enable=False)
+register(app)
+
+if __name__ == "__main__":
+    app()
