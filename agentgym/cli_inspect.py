@@ -25,12 +25,12 @@ err = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
 def _warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def view(
@@ -164,9 +164,9 @@ def replay(
             for note in report.notes:
                 _warn(f"tree {t.id}: {note}")
             for e in report.errors:
-                err.print(f"[red]tree {escape(t.id)}: {escape(e)}[/]", highlight=False)
+                err.print(f"[red]tree {escape(t.id)}: {escape(e)}[/]", highlight=False, soft_wrap=True)
             for d in report.divergences:
-                err.print(f"[red]DIVERGED[/] {escape(d.describe())}", highlight=False)
+                err.print(f"[red]DIVERGED[/] {escape(d.describe())}", highlight=False, soft_wrap=True)
             if report.ok:
                 console.print(f"[green]reproduced[/] tree {t.id}: {report.paths} paths, {report.nodes_checked} nodes identical")
             failed |= not report.ok
