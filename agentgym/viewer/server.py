@@ -100,7 +100,7 @@ _TREE = re.compile(r"^/api/tree/(\d+)(/diff)?$")
 
 
 def make_handler(viewer: Viewer, allowed_hosts: set[str]) -> type[BaseHTTPRequestHandler]:
-    static_files = {p.name: p for p in STATIC_DIR.iterdir() if p.is_file()}
+    static_files = {p.name: p for p in STATIC_DIR.iterdir() if p.suffix in (".html", ".js", ".css")}
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "agentgym-viewer"
