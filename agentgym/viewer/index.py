@@ -271,10 +271,9 @@ class RunIndex:
                         return
                     info.messages.append(f"{info.name}:{lineno}: corrupt record (length/checksum mismatch) skipped")
                     continue
-                summary = self._summarise(info, lineno, payload)
-                if summary is None:
+                fields = self._summarise(info, lineno, payload)
+                if fields is None:
                     continue
-                fields = summary
                 if fields["id"] in seen:
                     continue  # the store's idempotency rule: the first record with an id wins
                 seen.add(fields["id"])
@@ -301,7 +300,11 @@ class RunIndex:
                 return None
             version = rec.get("schema_version")
             if version == SCHEMA_VERSION:
-                fields = summarise_dict(rec)[0]
+                try:
+                    fields = summarise_dict(rec)[0]
+                except (AttributeError, TypeError, ValueError) as e:  # e.g. nodes that are not objects
+                    info.messages.append(f"{info.name}:{lineno}: record does not match the schema ({e}); skipped")
+                    return None
         if version != SCHEMA_VERSION:
             info.messages.append(f"{info.name}:{lineno}: schema version {version}, this agentgym reads version "
                                  f"{SCHEMA_VERSION}; skipped")
@@ -351,7 +354,9 @@ class RunIndex:
             out.append(s)
         key, _, direction = sort.partition(":")
         if key != "n" and key in TreeSummary.__slots__:
-            out.sort(key=lambda s: (getattr(s, key) is None, getattr(s, key) or 0), reverse=direction == "desc")
+            known = [s for s in out if getattr(s, key) is not None]
+            known.sort(key=lambda s: getattr(s, key), reverse=direction == "desc")
+            out = known + [s for s in out if getattr(s, key) is None]  # trees without the value go last
         elif direction == "desc":
             out.reverse()
         return out

@@ -112,3 +112,38 @@ def test_register_mounts_the_commands_on_another_app():
     main = typer.Typer()
     register(main)
     assert {c.name for c in main.registered_commands} == {"view", "replay", "report"}
+
+
+def test_view_serves_on_the_given_port_and_imports_no_torch(run_1k):
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = ("import sys; from agentgym.cli_inspect import app; sys.argv = ['agentgym', 'view', sys.argv[1], '--port', "
+            "sys.argv[2]]\nimport threading, os\n"
+            "t = threading.Timer(20, lambda: os._exit(3)); t.daemon = True; t.start()  # never outlive the test\n"
+            "try:\n    app()\nfinally:\n    print('torch' in sys.modules, 'matplotlib' in sys.modules, flush=True)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(run_1k), str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 15
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/run", timeout=2) as r:
+                    assert json.load(r)["trees"] == 1000
+                break
+            except OSError:
+                assert time.time() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() is not None else ""
+                time.sleep(0.1)
+        proc.send_signal(2)  # Ctrl-C: the command stops cleanly
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert f"http://127.0.0.1:{port}/" in out and "1,000 trees" in out
+    assert out.strip().splitlines()[-1] == "False False"  # neither torch nor matplotlib was imported

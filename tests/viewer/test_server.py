@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 import pytest
 
 from agentgym.viewer.server import CSP, ViewerServer
-from viewer_helpers import write_bad_run
+from viewer_helpers import small_trees, write_bad_run
 
 
 def get(server: ViewerServer, path: str, host: str | None = None) -> tuple[int, dict, bytes]:
@@ -90,3 +90,15 @@ def test_bad_run_is_served_with_messages(tmp_path):
         assert any("metrics.jsonl:2: not JSON" in m for m in run["messages"])
         assert api(srv, "/api/trees")["total"] == 4
         assert api(srv, "/api/tree/3")["nodes"]
+
+
+def test_a_record_that_fails_the_schema_is_listed_but_explained(tmp_path):
+    from agentgym.store import encode_record
+
+    rec = small_trees(1)[0].model_dump(mode="json")
+    rec["nodes"][0]["reward"] = "not a number"
+    (tmp_path / "trajectories.jsonl").write_bytes(encode_record(json.dumps(rec, separators=(",", ":")).encode()))
+    with ViewerServer(tmp_path) as srv:
+        assert api(srv, "/api/trees")["total"] == 1
+        code, _, body = get(srv, "/api/tree/0")
+        assert code == 422 and "reward" in json.loads(body)["error"]
