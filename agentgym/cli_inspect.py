@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 console = Console()
 err = Console(stderr=True)
@@ -34,7 +35,8 @@ def _warn(message: str) -> None:
 
 
 def view(
-    path: Annotated[Optional[Path], typer.Argument(help="Run directory (trajectories.jsonl, metrics.jsonl) or a store file.")] = None,
+    path: Annotated[Optional[Path], typer.Argument(
+        help="Run directory (trajectories.jsonl, metrics.jsonl) or a store file.")] = None,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 0,
     open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open the page in a browser.")] = False,
     demo: Annotated[bool, typer.Option("--demo", help="View a synthetic demo run (no PATH needed).")] = False,
@@ -58,7 +60,8 @@ def view(
     index = server.viewer.index
     for message in index.messages + server.viewer.metrics.messages:
         _warn(message)
-    if path.is_file() and not index.summaries and index.sources and any("not a trajectory store" in m for m in index.messages):
+    not_a_store = any("not a trajectory store" in m for m in index.messages)
+    if path.is_file() and not index.summaries and not_a_store:
         server.close()
         _fail(f"{path} is not an agentgym trajectory store (expected lines of <length>\\t<crc32>\\t<json>)")
     console.print(f"{len(index.summaries):,} trees from {path} (read in {index.load_s:.2f} s)")
@@ -108,19 +111,28 @@ def _select(trees: list, tree: str | None) -> list:
     exact = [t for t in trees if t.id == tree]
     matches = exact or [t for t in trees if t.id.startswith(tree)]
     if len(matches) != 1:
-        _fail(f"no tree with id {tree!r}" if not matches else f"{len(matches)} trees start with {tree!r}; give more of the id")
+        _fail(f"no tree with id {tree!r}" if not matches
+              else f"{len(matches)} trees start with {tree!r}; give more of the id")
     return matches
 
 
 def replay(
-    file: Annotated[Path, typer.Argument(help="Trajectory store file (or a run directory with trajectories.jsonl).")],
-    tree: Annotated[Optional[str], typer.Option("--tree", help="Tree id (or unique prefix, or #N for the N-th tree).")] = None,
-    rescore_: Annotated[bool, typer.Option("--rescore", help="Score every leaf again (env replay, or --scorer).")] = False,
-    scorer: Annotated[Optional[str], typer.Option(help="Reward function module:function(tree, leaf_id) -> float.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="With --rescore: write re-scored trees to this new store.")] = None,
-    reexecute_: Annotated[bool, typer.Option("--reexecute", help="Replay every path in a fresh env and compare observations.")] = False,
-    export_sft: Annotated[Optional[Path], typer.Option("--export-sft", help="Directory for sft_messages.jsonl and sft_tokens.jsonl.")] = None,
-    success_above: Annotated[float, typer.Option(help="--export-sft keeps trajectories with final reward above this.")] = 0.0,
+    file: Annotated[Path, typer.Argument(
+        help="Trajectory store file (or a run directory with trajectories.jsonl).")],
+    tree: Annotated[Optional[str], typer.Option(
+        "--tree", help="Tree id (or unique prefix, or #N for the N-th tree).")] = None,
+    rescore_: Annotated[bool, typer.Option(
+        "--rescore", help="Score every leaf again (env replay, or --scorer).")] = False,
+    scorer: Annotated[Optional[str], typer.Option(
+        help="Reward function module:function(tree, leaf_id) -> float.")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="With --rescore: write re-scored trees to this new store.")] = None,
+    reexecute_: Annotated[bool, typer.Option(
+        "--reexecute", help="Replay every path in a fresh env and compare observations.")] = False,
+    export_sft: Annotated[Optional[Path], typer.Option(
+        "--export-sft", help="Directory for sft_messages.jsonl and sft_tokens.jsonl.")] = None,
+    success_above: Annotated[float, typer.Option(
+        help="--export-sft keeps trajectories with final reward above this.")] = 0.0,
     limit: Annotated[int, typer.Option(help="Trees to draw when no --tree is given.")] = 1,
     full: Annotated[bool, typer.Option("--full", help="Do not clip long texts.")] = False,
 ) -> None:
@@ -133,7 +145,8 @@ def replay(
     acting = rescore_ or reexecute_ or export_sft is not None
     if not acting:
         if tree is None and len(trees) > 1:
-            console.print(trees_table(trees[:50], title=f"{file}: {len(trees)} trees" + (" (first 50)" if len(trees) > 50 else "")))
+            more = " (first 50)" if len(trees) > 50 else ""
+            console.print(trees_table(trees[:50], title=f"{file}: {len(trees)} trees{more}"))
         for t in chosen[: max(1, limit) if tree is None else None]:
             console.print(tree_renderable(t, limit=None if full else 300))
         return
@@ -146,9 +159,9 @@ def replay(
         scores = rp.rescore(chosen, fn)
         table = Table("tree", "leaf", "stored", "re-scored", "", title=f"re-score ({scorer or 'env replay'})")
         for s in scores:
-            mark = "[red]error[/]" if s.error else ("[yellow]changed[/]" if s.changed else "")
-            table.add_row(s.tree_id[:16], str(s.leaf_id), f"{s.stored:g}", "–" if s.rescored is None else f"{s.rescored:g}",
-                          mark + (f" {s.error}" if s.error else ""))
+            mark = Text(f"error {s.error}", style="red") if s.error else Text("changed" if s.changed else "", style="yellow")
+            table.add_row(Text(s.tree_id[:16]), str(s.leaf_id), f"{s.stored:g}",
+                          "–" if s.rescored is None else f"{s.rescored:g}", mark)
         console.print(table)
         changed, errors = sum(s.changed for s in scores), sum(1 for s in scores if s.error)
         console.print(f"{len(scores)} leaves: {changed} changed, {errors} could not be scored")
@@ -168,12 +181,13 @@ def replay(
             for d in report.divergences:
                 err.print(f"[red]DIVERGED[/] {escape(d.describe())}", highlight=False, soft_wrap=True)
             if report.ok:
-                console.print(f"[green]reproduced[/] tree {t.id}: {report.paths} paths, {report.nodes_checked} nodes identical")
+                console.print(f"[green]reproduced[/] tree {escape(t.id)}: {report.paths} paths, "
+                              f"{report.nodes_checked} nodes identical")
             failed |= not report.ok
     if export_sft is not None:
         result = rp.export_sft(chosen, export_sft, success_above=success_above)
-        console.print(f"exported {result.exported} trajectories (skipped {result.skipped} with reward <= {success_above:g}):\n"
-                      f"  {result.messages_path}\n  {result.tokens_path}")
+        console.print(f"exported {result.exported} trajectories (skipped {result.skipped} with reward "
+                      f"<= {success_above:g}):\n  {result.messages_path}\n  {result.tokens_path}", highlight=False)
     if failed:
         raise typer.Exit(1)
 
@@ -202,7 +216,8 @@ def register(app: typer.Typer) -> None:
     app.command("report")(report)
 
 
-app = typer.Typer(help="Inspect and replay agentgym trajectories.", no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(help="Inspect and replay agentgym trajectories.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
 register(app)
 
 if __name__ == "__main__":

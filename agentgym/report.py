@@ -98,8 +98,8 @@ def _time_shares(metrics: Metrics) -> list[str]:
 
 
 def _trajectory_section(index: RunIndex) -> list[str]:
-    lines = ["| file | trees | trajectories | mean reward | success rate | longest path (turns) | branches | tool calls | tool errors |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| file | trees | trajectories | mean reward | success rate | longest path (turns) | branches | "
+             "tool calls | tool errors |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for src in index.sources:
         rows = [s for s in index.summaries if s.source == src.name]
         trajs = sum(s.trajectories for s in rows)
@@ -107,7 +107,8 @@ def _trajectory_section(index: RunIndex) -> list[str]:
             lines.append(f"| {src.name} | {len(rows)} | {trajs} | – | – | – | – | – | – |")
             continue
         reward = sum(s.mean_reward * s.trajectories for s in rows) / trajs
-        lines.append(f"| {src.name} | {len(rows)} | {trajs} | {reward:.3f} | {sum(s.successes for s in rows) / trajs:.1%} | "
+        success = sum(s.successes for s in rows) / trajs
+        lines.append(f"| {src.name} | {len(rows)} | {trajs} | {reward:.3f} | {success:.1%} | "
                      f"{sum(s.max_turns for s in rows) / len(rows):.2f} | {sum(s.branches for s in rows)} | "
                      f"{sum(s.tool_calls for s in rows)} | {sum(s.errors for s in rows)} |")
     return lines

@@ -115,7 +115,8 @@ def _research_episode(rng: random.Random, task: dict, wrong: bool, error: bool) 
         turns.append({"text": thought(rng) + f"<search>{query}</search>", "call": call, "memory": report, "rebuild": r > 0,
                       "obs": "Search timed out." if bad else f"Round {r + 2}. Your report so far is below."})
     verdict = "no" if wrong else "yes"
-    turns.append({"text": thought(rng, 1, 8) + f"<answer>{verdict}</answer>", "answer": verdict, "reward": 0.0 if wrong else 1.0,
+    turns.append({"text": thought(rng, 1, 8) + f"<answer>{verdict}</answer>", "answer": verdict,
+                  "reward": 0.0 if wrong else 1.0,
                   "obs": "", "memory": report, "rebuild": True})
     return turns
 

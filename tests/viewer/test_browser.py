@@ -107,13 +107,15 @@ def test_branched_tree_markers_heatmap_and_diff(page, server, trees_1k):
 def test_memory_images_tool_errors(page, server, trees_1k):
     research = trees_1k[1]
     open_hash(page, server, "#/tree/1", "tree")
-    memories = [t.observation.memory for t in research.path(default_node(research)) if t.observation and t.observation.memory]
+    memories = [t.observation.memory for t in research.path(default_node(research))
+                if t.observation and t.observation.memory]
     assert memories and page.locator("#detail .memory pre").all_inner_texts() == memories
     phone = trees_1k[2]
     open_hash(page, server, "#/tree/2", "tree")
     images = sum(len(t.observation.images) for t in phone.path(default_node(phone)) if t.observation)
     assert images and page.locator("img.obs-image").count() == images
-    page.wait_for_function("[...document.querySelectorAll('img.obs-image')].every(i => i.complete && i.naturalWidth === 48)")
+    page.wait_for_function("[...document.querySelectorAll('img.obs-image')]"
+                           ".every(i => i.complete && i.naturalWidth === 48)")
     n = next(i for i, t in enumerate(trees_1k) if any(c.error_type for nd in t.nodes for c in nd.tool_calls))
     erring = next(nd for nd in trees_1k[n].nodes if any(c.error_type for c in nd.tool_calls))
     open_hash(page, server, f"#/tree/{n}?node={erring.id}", "tree")

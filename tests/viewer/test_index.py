@@ -18,7 +18,8 @@ def expected_row(tree, approx: bool = True) -> dict:
     rewards = [tree.leaf_reward(i) for i in leaves]
     return {"id": tree.id, "env_id": tree.env_id, "trajectories": len(leaves), "turns": len(tree.nodes),
             "max_turns": max(n.depth for n in tree.nodes) + 1, "tokens": sum(len(n.action_ids) for n in tree.nodes),
-            "branches": len(tree.branch_points()), "mean_reward": (pytest.approx if approx else float)(sum(rewards) / len(rewards)),
+            "branches": len(tree.branch_points()),
+            "mean_reward": (pytest.approx if approx else float)(sum(rewards) / len(rewards)),
             "successes": sum(r > 0 for r in rewards), "step": tree.step,
             "errors": sum(1 for n in tree.nodes for c in n.tool_calls if c.error_type),
             "tool_calls": sum(len(n.tool_calls) for n in tree.nodes),

@@ -84,7 +84,8 @@ def test_rescore_with_the_env_and_with_a_function(calc_tree, tmp_path, monkeypat
     assert [(s.rescored, s.error) for s in scores] == [(1.0, None), (0.0, None), (None, "RuntimeError: judge offline")]
     new = rp.apply_scores(calc_tree, scores, "my_judge:strict")
     assert new.meta["rescored"]["by"] == "my_judge:strict" and new.final_rewards == calc_tree.final_rewards
-    for bad, match in [("nocolon", "must look like"), ("no_such_module_xyz:f", "cannot import"), ("json:nope", "no function")]:
+    for bad, match in [("nocolon", "must look like"), ("no_such_module_xyz:f", "cannot import"),
+                       ("json:nope", "no function")]:
         with pytest.raises(ValueError, match=match):
             rp.load_scorer(bad)
     sys.modules.pop("my_judge", None)
@@ -97,7 +98,8 @@ def test_export_sft(calc_tree, tmp_path):
     first = rows[0]["messages"]
     assert first[0]["role"] == "system" and "calculator" in first[0]["content"]
     assert first[1:] == [{"role": "user", "content": "What is 17*23?"},
-                         {"role": "assistant", "content": "<calculator>17*23</calculator><result>\n391\n</result><answer>391</answer>"}]
+                         {"role": "assistant",
+                          "content": "<calculator>17*23</calculator><result>\n391\n</result><answer>391</answer>"}]
     tokens = [json.loads(line) for line in result.tokens_path.read_text().splitlines()]
     for row in tokens:
         expected = trajectory_tokens(calc_tree, row["leaf_id"])

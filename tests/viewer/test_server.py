@@ -66,7 +66,8 @@ def test_metrics(server):
 def test_errors_are_json_and_clear(server):
     for path, status, text in [("/api/tree/100000", 404, "no tree #100000"), ("/api/nope", 404, "no route"),
                                ("/api/trees?rmin=abc", 400, "not a number"), ("/api/tree/0/diff", 400, "a=NODE"),
-                               ("/api/tree/0/diff?a=0&b=999", 400, "no node 999"), ("/static/../server.py", 404, "no static")]:
+                               ("/api/tree/0/diff?a=0&b=999", 400, "no node 999"),
+                               ("/static/../server.py", 404, "no static")]:
         code, _, body = get(server, path)
         assert code == status and text in json.loads(body)["error"], (path, body)
 

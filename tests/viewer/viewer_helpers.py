@@ -41,8 +41,9 @@ def drive_calculator(paths: list[list[str]], seed: int = 7, task: dict | None = 
                 parent = first_ids[depth]
                 continue
             o, r, term, trunc, inf = env.step(action)
-            node = tree.add(Turn(id=0, parent=parent, action_text=action, action_ids=list(range(100, 100 + len(action) // 3)),
-                                 entropies=[0.1] * (len(action) // 3), logprobs=[-0.1] * (len(action) // 3),
+            n_tokens = len(action) // 3  # stand-in ids: re-execution compares text, not tokens
+            node = tree.add(Turn(id=0, parent=parent, action_text=action, action_ids=list(range(100, 100 + n_tokens)),
+                                 entropies=[0.1] * n_tokens, logprobs=[-0.1] * n_tokens,
                                  observation=observation_from(o, inf), reward=r, terminated=term, truncated=trunc,
                                  tool_calls=inf.get("tool_calls", [])))
             if k > 0 and depth == len(actions) - 1 and depth > 0:
