@@ -164,6 +164,16 @@ def serve_env_cmd(
     uvicorn.run(env_app, host=host, port=port, log_level="warning")
 
 
+def _mount_subcommands() -> None:
+    """Commands owned by other layers; their modules import heavy libraries only inside the commands."""
+    from agentgym.cli_inspect import register as register_inspect
+
+    register_inspect(app)  # view, replay, report
+
+
+_mount_subcommands()
+
+
 def main() -> None:
     try:
         app()
