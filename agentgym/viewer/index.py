@@ -1,22 +1,20 @@
 """The viewer's index of a run: every readable tree as a compact summary, parsed once; full trees on demand.
 
-A 10,000-tree store is ~150 MB of JSON, mostly token ids, log-probs and entropies. Decoding all of it
-into Python objects takes seconds, so the list is built by a *scanner* that reads only what a list row
-needs straight from each record's text: the head and tail fields (whose order the store's writer fixes),
-counts of a few node fields. A record in any other layout (another writer, reordered keys) is parsed in
-full instead, so layout only changes speed, never results. The text-search index (task, actions,
-observations) is built by a background thread after the list is ready, so the first page is not kept
-waiting for it. The list keeps each record's byte offset; opening a tree re-reads and validates that one.
+Each record is summarised straight from its JSON text (see `scan`), and the list keeps its byte offset,
+so opening a tree re-reads and validates just that record. The text-search index (task, actions,
+observations) is built by a background thread after the list is ready, so the first page never waits
+for it. Stores are append-only, so `refresh` (called as the pages are used) reads only what was appended
+since: a run that is still training shows its new trees without a restart.
 
-Bad input follows the store's rules (torn, corrupt and other-version records are skipped) but is
-reported as messages for the page instead of Python warnings, and a bad file never hides good ones.
+Bad input follows the store's rules (torn, corrupt and other-version records are skipped) but becomes
+messages for the page instead of Python warnings, and a bad file never hides good ones. A torn last
+line is reported while it is torn and read again when a writer completes it.
 """
 
 from __future__ import annotations
 
 import gc
 import json
-import re
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,14 +24,9 @@ from typing import Any
 from agentgym.store import TrajectoryFileError, decode_line
 from agentgym.trajectory import SCHEMA_VERSION, TrajectoryTree
 from agentgym.viewer.metrics import METRICS_FILE
+from agentgym.viewer.scan import scan_record, search_text, summarise_dict
 
-_DECODER = json.JSONDecoder()
-_STR = r'"((?:[^"\\]|\\.)*)"'
-_HEAD = re.compile(r'\{"schema_version":(-?\d+),"id":' + _STR + r',"env_id":' + _STR + r',"seed":(null|-?\d+),"task":')
-_TAIL = re.compile(r'\],"final_rewards":(\{[^{}]*\}),"policy_version":(-?\d+),"step":(null|-?\d+),"created_at":')
-_NODE = re.compile(r'"parent":(null|\d+),"depth":(\d+),"rebuild_context":')
-_CALL = re.compile(r'"latency_s":[-\d.eE+]+,"error_type":(.)')
-_TEXT_KEYS = ('"action_text":', '"observation":{"text":')
+MAX_MESSAGES_PER_FILE = 20  # one bad file must not bury the banner
 
 
 @dataclass(slots=True)
@@ -73,127 +66,31 @@ class TreeSummary:
 
 @dataclass
 class SourceInfo:
+    """One store file of the run and how far it has been read."""
+
     name: str
     path: Path
     trees: int = 0
-    bytes: int = 0
-    messages: list[str] = field(default_factory=list)
+    scanned: int = 0  # bytes read up to the end of the last complete line
+    lines: int = 0
+    problems: list[str] = field(default_factory=list)
+    torn: str | None = None  # the torn tail, reported until a writer completes the line
+    plain: bool = False  # not a store at all
+    seen: set[str] = field(default_factory=set)
 
-
-def _question(task: dict[str, Any], first_obs: dict[str, Any] | None) -> str:
-    for key in ("question", "prompt", "instruction", "goal"):
-        if isinstance(task.get(key), str):
-            return task[key][:300]
-    if first_obs and first_obs.get("text"):
-        return str(first_obs["text"])[:300]
-    return json.dumps(task)[:300] if task else ""
-
-
-def _leaf_rewards(final_rewards: dict[str, float], leaves: int) -> dict[str, Any]:
-    values = [float(v) for v in final_rewards.values()]
-    values += [0.0] * max(0, leaves - len(values))  # a leaf without a stored reward counts as 0, as in the tree
-    if not values:
-        return {"mean_reward": 0.0, "successes": 0, "min_reward": 0.0, "max_reward": 0.0}
-    return {"mean_reward": sum(values) / len(values), "successes": sum(1 for v in values if v > 0),
-            "min_reward": min(values), "max_reward": max(values)}
-
-
-def _strings_after(text: str, key: str, out: list[str]) -> None:
-    """Append every JSON string value that follows `key` (scanned with the C JSON scanner, not a regex)."""
-    pos = text.find(key)
-    while pos != -1:
-        start = pos + len(key)
-        if text.startswith('"', start):
-            try:
-                value, _ = _DECODER.raw_decode(text, start)
-                out.append(value)
-            except ValueError:
-                pass
-        pos = text.find(key, start)
-
-
-def search_text(text: str) -> str:
-    """What the list's text search looks at: task, actions and observations, lower-cased."""
-    head = _HEAD.match(text)
-    if head is None:
-        try:
-            return summarise_dict(json.loads(text))[1]
-        except (ValueError, AttributeError):
-            return ""
-    texts = [text[head.end():head.end() + 2000]]  # the task row (question, answer, ...)
-    for key in _TEXT_KEYS:
-        _strings_after(text, key, texts)
-    return "\n".join(texts).lower()
-
-
-def scan_record(text: str) -> tuple[int, dict[str, Any]] | None:
-    """(schema version, summary fields) read directly from a record in the writer's layout, or None when
-    the record has another layout (the caller then parses it in full)."""
-    head = _HEAD.match(text)
-    if head is None:
-        return None
-    try:
-        task, pos = _DECODER.raw_decode(text, head.end())
-        first_obs = None
-        if text.startswith(',"initial_observation":', pos):
-            first_obs, pos = _DECODER.raw_decode(text, pos + len(',"initial_observation":'))
-    except ValueError:
-        return None
-    tail = _TAIL.search(text, pos)
-    if tail is None or not isinstance(task, dict):
-        return None
-    nodes = _NODE.findall(text, pos, tail.start() + 1)
-    parents = {p for p, _ in nodes if p != "null"}
-    calls = _CALL.findall(text, pos, tail.start() + 1)
-    tokens = 0
-    start = text.find('"action_ids":[', pos)
-    while start != -1:
-        end = text.index("]", start)
-        if end > start + 14:
-            tokens += text.count(",", start, end) + 1
-        start = text.find('"action_ids":[', end)
-    rewards = _leaf_rewards(json.loads(tail.group(1)), len(nodes) - len(parents))
-    step = tail.group(3)
-    fields = {
-        "id": json.loads(f'"{head.group(2)}"'), "env_id": json.loads(f'"{head.group(3)}"'),
-        "seed": None if head.group(4) == "null" else int(head.group(4)),
-        "step": None if step == "null" else int(step), "policy_version": int(tail.group(2)),
-        "question": _question(task, first_obs), "trajectories": len(nodes) - len(parents), "turns": len(nodes),
-        "max_turns": max((int(d) for _, d in nodes), default=-1) + 1, "tokens": tokens,
-        "branches": len(nodes) - text.count('"branch_entropy":null', pos, tail.start()), **rewards,
-        "tool_calls": len(calls), "errors": sum(1 for c in calls if c == '"'),
-        "has_memory": '"memory":"' in text, "has_images": '"images":["' in text,
-    }
-    return int(head.group(1)), fields
-
-
-def summarise_dict(rec: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """The same summary from a fully parsed record (any key order)."""
-    nodes = rec.get("nodes") or []
-    parents = {n.get("parent") for n in nodes if n.get("parent") is not None}
-    calls = [c for n in nodes for c in (n.get("tool_calls") or [])]
-    task = rec.get("task") or {}
-    rewards = _leaf_rewards({str(k): v for k, v in (rec.get("final_rewards") or {}).items()},
-                            len(nodes) - len(parents))
-    observations = [n.get("observation") or {} for n in nodes]
-    fields = {
-        "id": str(rec.get("id", "")), "env_id": str(rec.get("env_id", "")), "seed": rec.get("seed"),
-        "step": rec.get("step"), "policy_version": int(rec.get("policy_version") or 0),
-        "question": _question(task, rec.get("initial_observation")), "trajectories": len(nodes) - len(parents),
-        "turns": len(nodes), "max_turns": max((int(n.get("depth", 0)) for n in nodes), default=-1) + 1,
-        "tokens": sum(len(n.get("action_ids") or []) for n in nodes),
-        "branches": sum(1 for n in nodes if n.get("branch_entropy") is not None),
-        **rewards, "tool_calls": len(calls),
-        "errors": sum(1 for c in calls if c.get("error_type")),
-        "has_memory": any(o.get("memory") for o in observations), "has_images": any(o.get("images") for o in observations),
-    }
-    texts = [fields["question"], json.dumps(task)] + [str(n.get("action_text", "")) for n in nodes]
-    texts += [str(o.get("text", "")) for o in observations]
-    return fields, "\n".join(texts).lower()
+    @property
+    def messages(self) -> list[str]:
+        out = self.problems[:MAX_MESSAGES_PER_FILE]
+        if len(self.problems) > MAX_MESSAGES_PER_FILE:
+            out.append(f"{self.name}: … and {len(self.problems) - MAX_MESSAGES_PER_FILE} more problems")
+        if self.scanned == 0 and self.torn is None and not self.plain and self.path.exists() \
+                and self.path.stat().st_size == 0:
+            out.append(f"{self.name}: empty file (no trees yet)")
+        return out + ([self.torn] if self.torn else [])
 
 
 class RunIndex:
-    """Summaries of every readable tree under a run directory (or in one store file), and its metrics."""
+    """Summaries of every readable tree under a run directory (or in one store file)."""
 
     def __init__(self, path: str | Path, search: bool = True):
         self.path = Path(path)
@@ -201,43 +98,24 @@ class RunIndex:
             raise FileNotFoundError(f"{self.path}: no such file or directory")
         self.root = self.path if self.path.is_dir() else self.path.parent
         self.sources: list[SourceInfo] = []
-        self.messages: list[str] = []  # problems the page shows in its banner
+        self.run_messages: list[str] = []
         self.summaries: list[TreeSummary] = []
         self._search: list[str] = []
         self._search_ready = threading.Event()
-        start = time.perf_counter()
-        gc_was_enabled = gc.isenabled()
-        gc.disable()  # hundreds of thousands of small objects: the cyclic GC only slows the scan down
-        try:
-            for store_path in self._store_paths():
-                self._scan_file(store_path)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-        self.load_s = time.perf_counter() - start
         self._search_started = False
-        self._search_lock = threading.Lock()
+        self._lock = threading.RLock()  # refresh and the search thread both extend the lists
+        start = time.perf_counter()
+        for store_path in self._store_paths():
+            self.sources.append(SourceInfo(name=str(store_path.relative_to(self.root)), path=store_path))
+        self.refresh()
+        self.load_s = time.perf_counter() - start
         if search:
             self._start_search()
 
-    def _start_search(self) -> None:
-        self._search_started = True
-        threading.Thread(target=self._build_search, name="agentgym-viewer-search", daemon=True).start()
-
-    def _build_search(self) -> None:
-        texts: list[str] = []
-        try:
-            for src in self.sources:
-                with open(src.path, "rb") as f:
-                    for s in self.summaries:
-                        if s.source == src.name:
-                            f.seek(s.offset)
-                            payload = decode_line(f.read(s.length).rstrip(b"\n"))
-                            texts.append(search_text(payload.decode("utf-8", "replace")) if payload else "")
-        except OSError as e:
-            self.messages.append(f"text search unavailable: {e}")
-        self._search = texts + [""] * (len(self.summaries) - len(texts))
-        self._search_ready.set()
+    @property
+    def messages(self) -> list[str]:
+        """Problems the page shows in its banner."""
+        return self.run_messages + [m for src in self.sources for m in src.messages]
 
     def _store_paths(self) -> list[Path]:
         if self.path.is_file():
@@ -245,46 +123,69 @@ class RunIndex:
         paths = sorted(p for p in self.path.glob("*.jsonl") if p.name != METRICS_FILE and p.is_file())
         paths.sort(key=lambda p: p.name != "trajectories.jsonl")  # the training store first
         if not paths:
-            self.messages.append(f"{self.path}: no trajectory stores (*.jsonl) in this directory")
+            self.run_messages.append(f"{self.path}: no trajectory stores (*.jsonl) in this directory")
         return paths
 
-    def _scan_file(self, path: Path) -> None:
-        info = SourceInfo(name=str(path.relative_to(self.root)), path=path, bytes=path.stat().st_size)
-        if info.bytes == 0:
-            info.messages.append(f"{info.name}: empty file (no trees yet)")
-        seen: set[str] = set()
-        found: list[TreeSummary] = []
-        offset = 0
-        with open(path, "rb") as f:
-            for lineno, raw in enumerate(f, 1):
-                start, offset = offset, offset + len(raw)
-                if not raw.endswith(b"\n"):
-                    info.messages.append(f"{info.name}:{lineno}: torn last record (no newline) skipped")
-                    continue
+    # ---- reading ----------------------------------------------------------------------------------
+    def refresh(self) -> int:
+        """Read what was appended to the stores since the last call; returns the number of new trees."""
+        with self._lock:
+            before = len(self.summaries)
+            gc_was_enabled = gc.isenabled()
+            gc.disable()  # hundreds of thousands of small objects: the cyclic GC only slows the scan down
+            try:
+                for src in self.sources:
+                    self._scan(src)
+            finally:
+                if gc_was_enabled:
+                    gc.enable()
+            if self._search_ready.is_set() and len(self.summaries) > before:  # else the builder catches up
+                self._search += self._search_texts(self.summaries[before:])
+            return len(self.summaries) - before
+
+    def _scan(self, src: SourceInfo) -> None:
+        if src.plain or not src.path.is_file():
+            return
+        size = src.path.stat().st_size
+        if size < src.scanned:  # replaced or truncated: its old rows may point at other bytes now
+            src.problems.append(f"{src.name}: file shrank while being viewed; restart the viewer to re-read it")
+            src.plain = True
+            return
+        if size == src.scanned:
+            return
+        src.torn = None
+        with open(src.path, "rb") as f:
+            f.seek(src.scanned)
+            for raw in f:
+                lineno = src.lines + 1
+                if not raw.endswith(b"\n"):  # maybe still being written: not consumed, looked at again later
+                    src.torn = f"{src.name}:{lineno}: torn last record (no newline) skipped"
+                    break
+                start, src.scanned, src.lines = src.scanned, src.scanned + len(raw), lineno
                 if raw == b"\n":
                     continue
                 payload = decode_line(raw[:-1])
                 if payload is None:
                     if lineno == 1 and raw.lstrip().startswith(b"{"):
-                        info.messages.append(f"{info.name}: not a trajectory store (plain JSON lines); ignored")
-                        self._add_source(info, [])
+                        src.problems.append(f"{src.name}: not a trajectory store (plain JSON lines); ignored")
+                        src.plain = True
                         return
-                    info.messages.append(f"{info.name}:{lineno}: corrupt record (length/checksum mismatch) skipped")
+                    src.problems.append(f"{src.name}:{lineno}: corrupt record (length/checksum mismatch) skipped")
                     continue
-                fields = self._summarise(info, lineno, payload)
-                if fields is None:
-                    continue
-                if fields["id"] in seen:
+                fields = self._summarise(src, lineno, payload)
+                if fields is None or fields["id"] in src.seen:
                     continue  # the store's idempotency rule: the first record with an id wins
-                seen.add(fields["id"])
-                found.append(TreeSummary(n=0, source=info.name, line=lineno, offset=start, length=len(raw), **fields))
-        self._add_source(info, found)
+                src.seen.add(fields["id"])
+                src.trees += 1
+                self.summaries.append(TreeSummary(n=len(self.summaries), source=src.name, line=lineno, offset=start,
+                                                  length=len(raw), **fields))
 
-    def _summarise(self, info: SourceInfo, lineno: int, payload: bytes) -> dict[str, Any] | None:
+    def _summarise(self, src: SourceInfo, lineno: int, payload: bytes) -> dict[str, Any] | None:
+        where = f"{src.name}:{lineno}"
         try:
             text = payload.decode("utf-8")
         except UnicodeDecodeError:
-            info.messages.append(f"{info.name}:{lineno}: record is not UTF-8; skipped")
+            src.problems.append(f"{where}: record is not UTF-8; skipped")
             return None
         scanned = scan_record(text)
         if scanned is not None:
@@ -293,33 +194,53 @@ class RunIndex:
             try:
                 rec = json.loads(text)
             except json.JSONDecodeError:
-                info.messages.append(f"{info.name}:{lineno}: undecodable record skipped")
+                src.problems.append(f"{where}: undecodable record skipped")
                 return None
             if not isinstance(rec, dict):
-                info.messages.append(f"{info.name}:{lineno}: record is not a JSON object; skipped")
+                src.problems.append(f"{where}: record is not a JSON object; skipped")
                 return None
             version = rec.get("schema_version")
             if version == SCHEMA_VERSION:
                 try:
                     fields = summarise_dict(rec)[0]
                 except (AttributeError, TypeError, ValueError) as e:  # e.g. nodes that are not objects
-                    info.messages.append(f"{info.name}:{lineno}: record does not match the schema ({e}); skipped")
+                    src.problems.append(f"{where}: record does not match the schema ({e}); skipped")
                     return None
         if version != SCHEMA_VERSION:
-            info.messages.append(f"{info.name}:{lineno}: schema version {version}, this agentgym reads version "
-                                 f"{SCHEMA_VERSION}; skipped")
+            src.problems.append(f"{where}: schema version {version}, this agentgym reads version {SCHEMA_VERSION}; "
+                                "skipped")
             return None
         return fields
 
-    def _add_source(self, info: SourceInfo, found: list[TreeSummary]) -> None:
-        for s in found:
-            s.n = len(self.summaries)
-            self.summaries.append(s)
-        info.trees = len(found)
-        self.sources.append(info)
-        if len(info.messages) > 20:  # one bad file must not bury the banner
-            info.messages[20:] = [f"{info.name}: … and {len(info.messages) - 20} more problems"]
-        self.messages += info.messages
+    # ---- text search ------------------------------------------------------------------------------
+    def _start_search(self) -> None:
+        self._search_started = True
+        threading.Thread(target=self._build_search, name="agentgym-viewer-search", daemon=True).start()
+
+    def _build_search(self) -> None:
+        with self._lock:
+            rows = list(self.summaries)
+        texts = self._search_texts(rows)  # the slow part, while pages are served
+        with self._lock:  # trees a refresh added meanwhile
+            self._search = texts + self._search_texts(self.summaries[len(texts):])
+            self._search_ready.set()
+
+    def _search_texts(self, rows: list[TreeSummary]) -> list[str]:
+        paths = {src.name: src.path for src in self.sources}
+        handles: dict[str, Any] = {}
+        texts = []
+        try:
+            for s in rows:
+                f = handles.get(s.source) or handles.setdefault(s.source, open(paths[s.source], "rb"))
+                f.seek(s.offset)
+                payload = decode_line(f.read(s.length).rstrip(b"\n"))
+                texts.append(search_text(payload.decode("utf-8", "replace")) if payload else "")
+        except OSError as e:
+            self.run_messages.append(f"text search incomplete: {e}")
+        finally:
+            for f in handles.values():
+                f.close()
+        return texts + [""] * (len(rows) - len(texts))
 
     # ---- queries ----------------------------------------------------------------------------------
     def query(self, env: str = "", source: str = "", rmin: float | None = None, rmax: float | None = None,
@@ -329,7 +250,7 @@ class RunIndex:
         its longest path, errors = 'yes'/'no', q = case-insensitive text search)."""
         needle = q.strip().lower()
         if needle and not self._search_ready.is_set():
-            with self._search_lock:
+            with self._lock:
                 if not self._search_started:  # built on demand when the index was made without it
                     self._start_search()
             self._search_ready.wait()
@@ -378,7 +299,8 @@ class RunIndex:
         return {
             "path": str(self.path), "trees": len(self.summaries),
             "trajectories": sum(s.trajectories for s in self.summaries),
-            "sources": [{"name": s.name, "trees": s.trees, "bytes": s.bytes, "messages": s.messages} for s in self.sources],
+            "sources": [{"name": s.name, "trees": s.trees, "bytes": s.scanned, "messages": s.messages}
+                        for s in self.sources],
             "envs": sorted({s.env_id for s in self.summaries}), "steps": [min(steps), max(steps)] if steps else None,
             "max_turns": max((s.max_turns for s in self.summaries), default=0),
             "messages": self.messages, "load_s": round(self.load_s, 3),

@@ -69,12 +69,14 @@ class Viewer:
         return tree_json(tree, self.tokenizer(tree.meta), n=n, source=s.source)
 
     def run(self) -> dict[str, Any]:
+        self.index.refresh()  # a run that is still training: pick up appended trees
         out = self.index.overview()
         out["metrics"] = {"rows": self.metrics.rows, "keys": self.metrics.keys()}
         out["messages"] = out["messages"] + self.metrics.messages
         return out
 
     def trees(self, params: dict[str, list[str]]) -> dict[str, Any]:
+        self.index.refresh()
         text = {k: params.get(k, [""])[0] for k in ("env", "source", "errors", "branched", "q", "sort")}
         found = self.index.query(
             env=text["env"], source=text["source"], errors=text["errors"], branched=text["branched"], q=text["q"],
@@ -83,7 +85,7 @@ class Viewer:
             smin=_number(params, "smin", int), smax=_number(params, "smax", int))
         offset = max(0, _number(params, "offset", int) or 0)
         limit = min(MAX_PAGE, max(1, _number(params, "limit", int) or 100))
-        return {"total": len(found), "offset": offset, "limit": limit,
+        return {"total": len(found), "offset": offset, "limit": limit, "run_trees": len(self.index.summaries),
                 "items": [s.row() for s in found[offset:offset + limit]]}
 
     def diff(self, n: int, params: dict[str, list[str]]) -> dict[str, Any]:

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from agentgym.store import TrajectoryStore, encode_record
-from agentgym.viewer.index import RunIndex, scan_record, summarise_dict
+from agentgym.viewer.index import RunIndex
+from agentgym.viewer.scan import scan_record, summarise_dict
 from agentgym.viewer.metrics import read_metrics
 from viewer_helpers import small_trees, write_bad_run
 
@@ -111,3 +112,21 @@ def test_several_stores_in_a_run_directory(tmp_path):
     assert [s.n for s in index.summaries] == list(range(5))
     assert {s.id for s in index.query(source="eval_before.jsonl")} == {s.id for s in index.summaries[3:]}
     assert index.load_tree(4).id == index.summaries[4].id
+
+
+def test_refresh_reads_what_a_live_run_appends(tmp_path):
+    trees = small_trees(6, seed=9)
+    path = tmp_path / "trajectories.jsonl"
+    TrajectoryStore(path, fsync=False).append_many(trees[:3])
+    record = encode_record(trees[3].model_dump_json().encode())
+    with open(path, "ab") as f:
+        f.write(record[:300])  # a writer is in the middle of this record
+    index = RunIndex(tmp_path)
+    assert len(index.summaries) == 3 and any("torn last record" in m for m in index.messages)
+    with open(path, "ab") as f:
+        f.write(record[300:])  # ... and finishes it
+    TrajectoryStore(path, fsync=False).append_many(trees[4:])
+    assert index.refresh() == 3 and index.refresh() == 0
+    assert [s.id for s in index.summaries] == [t.id for t in trees] and index.messages == []
+    assert index.summaries[5].id in {s.id for s in index.query(q=trees[5].nodes[0].action_text[-30:])}
+    assert index.load_tree(5).id == trees[5].id

@@ -155,7 +155,7 @@ AG.pages.list = async function (main, params) {
     AG.el("button", { id: "next-page", disabled: offset + PAGE_SIZE >= page.total, onclick: () => go(offset + PAGE_SIZE) }, "next ›"),
     AG.el("button", { disabled: offset >= last, onclick: () => go(last) }, "last »"));
   const count = AG.el("span", { id: "list-count", dataset: { total: page.total } },
-    `${page.total.toLocaleString("en")} of ${AG.run.trees.toLocaleString("en")} trees match`);
+    `${page.total.toLocaleString("en")} of ${page.run_trees.toLocaleString("en")} trees match`);
   const table = page.items.length
     ? AG.el("table", { class: "trees", id: "tree-list" }, AG.el("thead", {}, AG.el("tr", {}, head.map((h) => AG.el("th", {}, h)))), body)
     : AG.el("p", { class: "muted", id: "tree-list-empty" }, AG.run.trees ? "No tree matches these filters." : "This run has no readable trees.");
