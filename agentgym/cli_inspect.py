@@ -201,7 +201,10 @@ def report(
 
     if not run.exists():
         _fail(f"{run}: no such run directory or file")
-    result = write_report(run, out)
+    try:
+        result = write_report(run, out)
+    except ImportError as e:
+        _fail(f"agentgym report needs matplotlib ({e}): pip install matplotlib")
     for message in result.messages:
         _warn(message)
     console.print(f"report: {result.markdown}")

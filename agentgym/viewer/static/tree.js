@@ -151,11 +151,18 @@
   // ---- page ---------------------------------------------------------------------------------------
   function toolbar(tree) {
     const radio = (value, label) => el("label", {}, el("input", { type: "radio", name: "mode", id: "mode-" + value, value,
-      checked: state.mode === value, onchange: () => { state.mode = value; renderDetail(); } }), " " + label);
+      checked: state.mode === value, onchange: () => { state.mode = value; redrawHeatmaps(); } }), " " + label);
     return el("div", { class: "toolbar" },
       el("span", {}, "tokens as ", radio("text", "text"), " ", radio("ids", "ids")),
       el("span", { class: "legend" }, "entropy 0", el("span", { class: "ramp" }, ""), `≥ ${fmt(state.cap, 2)} nats`),
       el("span", { class: tree.tokenizer.exact ? "muted" : "chip", id: "tokenizer-note" }, tree.tokenizer.note));
+  }
+
+  // Switching text/ids redraws only the heatmaps, so an open diff or scroll position is kept.
+  function redrawHeatmaps() {
+    for (const old of document.querySelectorAll("#detail .heatmap")) {
+      old.replaceWith(heatmap(state.tree.nodes[Number(old.dataset.node)]));
+    }
   }
 
   function renderDetail() {
