@@ -10,6 +10,7 @@ This module also has its own typer `app` (``python -m agentgym.cli_inspect``) fo
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -45,10 +46,12 @@ def view(
     tool calls, observations, sibling diffs, training dashboard."""
     from agentgym.viewer.server import ViewerServer
 
+    demo_dir = None
     if demo:
         from agentgym.viewer.synthetic import write_synthetic_run
 
-        path = write_synthetic_run(Path(tempfile.mkdtemp(prefix="agentgym-demo-")), 300)
+        demo_dir = Path(tempfile.mkdtemp(prefix="agentgym-demo-"))
+        path = write_synthetic_run(demo_dir, 300)
     if path is None:
         _fail("give a run directory or trajectory file (or --demo)")
     if not path.exists():
@@ -76,6 +79,8 @@ def view(
         pass
     finally:
         server.close()
+        if demo_dir is not None:
+            shutil.rmtree(demo_dir, ignore_errors=True)
 
 
 def _read_trees(path: Path) -> list:
