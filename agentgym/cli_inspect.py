@@ -42,8 +42,9 @@ def view(
     open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open the page in a browser.")] = False,
     demo: Annotated[bool, typer.Option("--demo", help="View a synthetic demo run (no PATH needed).")] = False,
 ) -> None:
-    """Browse trajectory trees in a local web viewer: list with filters, branch tree, entropy heatmap,
-    tool calls, observations, sibling diffs, training dashboard."""
+    """Browse trajectories in a local web viewer: filters, branch trees, entropy heatmaps, dashboard.
+
+    Also shows tool calls, observations (text, memory, images) and diffs between sibling branches."""
     from agentgym.viewer.server import ViewerServer
 
     demo_dir = None
