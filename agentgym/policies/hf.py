@@ -43,10 +43,13 @@ class HFPolicy(Policy):
     """A transformers causal LM. The same model object can be shared with the trainer (weights update in place;
     call `bump_version()` after each optimiser step)."""
 
-    def __init__(self, model: Any, tokenizer: Any, max_batch_size: int = 32):
+    def __init__(self, model: Any, tokenizer: Any, max_batch_size: int = 32, max_batch_tokens: int = 16384):
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
+        # Rows x (longest prompt + new tokens) per generate call: bounds the attention buffers of a padded
+        # batch (memory grows with rows x length^2) and keeps rows of similar length together.
+        self.max_batch_tokens = max_batch_tokens
         self.version = 0
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -74,11 +77,22 @@ class HFPolicy(Policy):
             p = r.params
             groups.setdefault((p.temperature, p.top_p, p.stop, p.max_new_tokens), []).append(i)
         for idxs in groups.values():
-            for start in range(0, len(idxs), self.max_batch_size):
-                chunk = idxs[start : start + self.max_batch_size]
+            for chunk in self._chunks(sorted(idxs, key=lambda i: len(requests[i].prompt_ids)), requests):
                 for i, g in zip(chunk, self._generate_batch([requests[i] for i in chunk])):
                     out[i] = g
         return out  # type: ignore[return-value]
+
+    def _chunks(self, ordered: list[int], requests: list[GenerationRequest]) -> list[list[int]]:
+        """Split length-sorted requests into batches within `max_batch_size` and `max_batch_tokens`."""
+        chunks: list[list[int]] = []
+        current: list[int] = []
+        for i in ordered:
+            width = len(requests[i].prompt_ids) + requests[i].params.max_new_tokens  # the longest so far
+            if current and (len(current) >= self.max_batch_size or (len(current) + 1) * width > self.max_batch_tokens):
+                chunks.append(current)
+                current = []
+            current.append(i)
+        return chunks + ([current] if current else [])
 
     def _generate_batch(self, requests: list[GenerationRequest]) -> list[Generation]:
         import torch
