@@ -54,6 +54,7 @@ class RolloutConfig:
     batch_wait_s: float = 0.005  # how long to wait for more paths to join a generation batch
     supplement: bool = False  # start fresh episodes if all paths end before max_trajectories (ARPO)
     max_workers: int = 64  # threads for env steps when the engine owns the event loop (`run`)
+    deterministic: bool = False  # batch only when all live paths wait, in a fixed order: seeded runs repeat
 
 
 @dataclass
@@ -68,6 +69,7 @@ class PathState:
     parent: int | None
     rebuild: bool
     tokens_used: int = 0
+    serial: int = 0  # order in which the group's paths were started (a stable batching key)
     after_tool: bool = False  # the previous step returned a tool result
     state: dict[str, Any] = field(default_factory=dict)  # strategy-owned (e.g. ARPO's initial entropy)
 
@@ -86,8 +88,10 @@ class NoBranching:
 class _Group:
     spec: Task
     tree: TrajectoryTree
+    index: int = 0  # position of the task in the run (a stable batching key)
     started: int = 0  # paths started (roots + branches); capped at max_trajectories
     live: int = 0
+    serial: int = 0  # paths launched so far, for PathState.serial
     errors: list[BaseException] = field(default_factory=list)  # failures that must stop the run
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -95,18 +99,19 @@ class _Group:
 class _Batcher:
     """Collects generation requests from live paths and serves them in batched `agenerate` calls."""
 
-    def __init__(self, policy: Policy, max_batch: int, wait_s: float):
+    def __init__(self, policy: Policy, max_batch: int, wait_s: float, deterministic: bool = False):
         self.policy, self.max_batch, self.wait_s = policy, max_batch, wait_s
-        self.queue: list[tuple[GenerationRequest, asyncio.Future]] = []
+        self.deterministic = deterministic
+        self.queue: list[tuple[GenerationRequest, asyncio.Future, tuple]] = []
         self.live_paths = 0
         self.wakeup = asyncio.Event()
         self.full = asyncio.Event()
         self.gen_time = 0.0
         self.gen_tokens = 0
 
-    async def submit(self, req: GenerationRequest) -> Generation:
+    async def submit(self, req: GenerationRequest, key: tuple = ()) -> Generation:
         fut = asyncio.get_running_loop().create_future()
-        self.queue.append((req, fut))
+        self.queue.append((req, fut, key))
         self.wakeup.set()
         self.check_full()
         return await fut
@@ -124,24 +129,26 @@ class _Batcher:
                 continue
             if not self.full.is_set():  # some paths are still in env steps: give them a moment to join
                 try:
-                    await asyncio.wait_for(self.full.wait(), self.wait_s)
+                    await asyncio.wait_for(self.full.wait(), None if self.deterministic else self.wait_s)
                 except asyncio.TimeoutError:
                     pass
             self.full.clear()
+            if self.deterministic:  # the same requests in the same rows, whatever order envs finished in
+                self.queue.sort(key=lambda item: item[2])
             batch, self.queue = self.queue[: self.max_batch], self.queue[self.max_batch :]
             if self.queue:
                 self.wakeup.set()
                 self.check_full()
             start = time.perf_counter()
             try:
-                gens = await self.policy.agenerate([r for r, _ in batch])
+                gens = await self.policy.agenerate([r for r, _, _ in batch])
             except Exception as e:  # the model backend failed: every waiting path gets the error
-                for _, fut in batch:
+                for _, fut, _ in batch:
                     if not fut.done():
                         fut.set_exception(e)
                 continue
             self.gen_time += time.perf_counter() - start
-            for (_, fut), gen in zip(batch, gens):
+            for (_, fut, _), gen in zip(batch, gens):
                 self.gen_tokens += len(gen.token_ids)
                 if not fut.done():
                     fut.set_result(gen)
@@ -185,20 +192,21 @@ class RolloutEngine:
 
     async def arun(self, tasks: Sequence[Task | int]) -> list[TrajectoryTree]:
         specs = [t if isinstance(t, Task) else Task(seed=int(t)) for t in tasks]
-        batcher = _Batcher(self.policy, self.config.max_batch_size, self.config.batch_wait_s)
+        batcher = _Batcher(self.policy, self.config.max_batch_size, self.config.batch_wait_s,
+                           self.config.deterministic)
         server = asyncio.create_task(batcher.serve())
         self._batcher, self._env_time = batcher, 0.0
         start = time.perf_counter()
         try:
             with _progress(self.progress, len(specs)) as advance:
-                async def one(spec: Task) -> TrajectoryTree:
-                    tree = await self._run_group(spec)
+                async def one(index: int, spec: Task) -> TrajectoryTree:
+                    tree = await self._run_group(spec, index)
                     advance(tree)
                     if self.on_tree:
                         self.on_tree(tree)
                     return tree
 
-                trees = await asyncio.gather(*(one(s) for s in specs))
+                trees = await asyncio.gather(*(one(i, s) for i, s in enumerate(specs)))
         finally:
             server.cancel()
         wall = time.perf_counter() - start
@@ -210,10 +218,10 @@ class RolloutEngine:
     def _max_trajectories(self) -> int:
         return max(self.config.max_trajectories or self.config.group_size, self.config.group_size)
 
-    async def _run_group(self, spec: Task) -> TrajectoryTree:
+    async def _run_group(self, spec: Task, index: int = 0) -> TrajectoryTree:
         tree = TrajectoryTree(env_id=self.env_id, seed=spec.seed, task=spec.task or {},
                               policy_version=self.policy.version)
-        group = _Group(spec=spec, tree=tree)
+        group = _Group(spec=spec, tree=tree, index=index)
         start = time.perf_counter()
         for _ in range(self.config.group_size):
             self._start_root(group)
@@ -254,6 +262,9 @@ class RolloutEngine:
         asyncio.ensure_future(wrapped())
 
     def _start_root(self, group: _Group) -> None:
+        serial = group.serial
+        group.serial += 1
+
         async def root() -> None:
             env = await asyncio.to_thread(self.env_factory)
             options = {"task": group.spec.task} if group.spec.task else None
@@ -270,7 +281,7 @@ class RolloutEngine:
             system = env.system_prompt() if hasattr(env, "system_prompt") else None
             prompt = self.renderer.initial_prompt_ids(system, first.text)
             path = PathState(group=group, env=env, actions=[], context=[], pending_prefix=prompt,
-                             parent=None, rebuild=True)
+                             parent=None, rebuild=True, serial=serial)
             await self._run_path(path)
 
         self._launch(group, root)
@@ -289,7 +300,8 @@ class RolloutEngine:
                 params = SamplingParams(max_new_tokens=max(1, min(limits.max_tokens_per_turn, budget)),
                                         temperature=self.config.temperature, top_p=self.config.top_p, stop=stops)
                 t0 = time.perf_counter()
-                gen = await self._batcher.submit(GenerationRequest(context, params))
+                key = (path.group.index, path.serial, len(path.actions))
+                gen = await self._batcher.submit(GenerationRequest(context, params), key)
                 node = tree.add(Turn(id=0, parent=path.parent, rebuild_context=path.rebuild,
                                      prefix_ids=path.pending_prefix, action_ids=list(gen.token_ids),
                                      logprobs=list(gen.logprobs), entropies=list(gen.entropies),
@@ -302,10 +314,10 @@ class RolloutEngine:
                 _assert_token_exact(tree, node, context, gen)
                 path.tokens_used += len(gen.token_ids)
                 await self._spawn_branches(path, node, gen)
-                if gen.finish_reason == "length" and path.tokens_used >= limits.max_tokens_per_episode:
-                    node.truncated, node.truncated_reason = True, "max_tokens_per_episode"
-                    break
                 if not await self._step(path, node, gen):
+                    break
+                if path.tokens_used >= limits.max_tokens_per_episode:  # the env saw the action; no budget left
+                    node.truncated, node.truncated_reason = True, "max_tokens_per_episode"
                     break
         finally:
             leaf = path.state.get("last_node")
@@ -366,7 +378,8 @@ class RolloutEngine:
             snapshot = PathState(group=group, env=None, actions=list(path.actions), context=list(path.context),
                                  pending_prefix=list(path.pending_prefix), parent=path.parent, rebuild=path.rebuild,
                                  tokens_used=path.tokens_used - len(gen.token_ids), after_tool=path.after_tool,
-                                 state=dict(path.state))
+                                 state=dict(path.state), serial=group.serial)
+            group.serial += 1
             # Fork now, before this path steps its env: the branch must start from the state the
             # sampled turn saw. Envs that cannot fork are rebuilt by replay inside the branch.
             forked = await asyncio.to_thread(path.env.fork) if hasattr(path.env, "fork") else None

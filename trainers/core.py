@@ -103,7 +103,7 @@ class PolicyTrainer:
                 loss = aggregate(per_token, mask, self.cfg.loss_agg, global_tokens=total_tokens,
                                  global_seqs=float(len(trained)))
                 loss.backward()
-                sums["loss"] += float(loss)
+                sums["loss"] += loss.item()
                 sums["clipped"] += float((clipped.float() * mask).sum())
                 sums["entropy"] += float((entropy * mask).sum())
             grad_norm = torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],

@@ -1,0 +1,127 @@
+"""The RL training loop shared by every algorithm: rollout -> credit -> samples -> update -> log -> checkpoint.
+
+Data order and sampling are functions of (seed, step): each step's tasks come from `task_seeds` and torch is
+re-seeded per step, so a run killed at step k and resumed from its checkpoint continues exactly as the
+uninterrupted run would (with ``rollout.deterministic``, batches are formed identically too).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from agentgym.config import Config, dump_config
+from agentgym.rollout import RolloutEngine
+from agentgym.store import TrajectoryStore
+from agentgym.trainers.algorithm import Algorithm
+from agentgym.trainers.checkpoint import CheckpointManager, model_fingerprint, set_rng_state
+from agentgym.trainers.core import PolicyTrainer
+from agentgym.trainers.metrics import RunLogger, rollout_metrics
+from agentgym.trainers.session import Session, mark_step, open_session, task_seeds, write_run_json
+
+
+def build_algorithm(cfg: Config, vocab_size: int) -> Algorithm:
+    from agentgym.trainers.arpo import arpo
+    from agentgym.trainers.grpo import grpo
+
+    return arpo(cfg, vocab_size) if cfg.algorithm.name == "arpo" else grpo(cfg)
+
+
+def load_weights(model: torch.nn.Module, folder: Path) -> None:
+    """Restore model (or LoRA adapter) weights saved by `save_pretrained`."""
+    if (folder / "adapter_model.safetensors").exists():
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model, load_file(str(folder / "adapter_model.safetensors")))
+        return
+    state = load_file(str(folder / "model.safetensors"))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = {k for k in missing if k.endswith("lm_head.weight")}  # tied embeddings are saved once
+    if set(missing) - tied or unexpected:
+        raise RuntimeError(f"checkpoint weights do not fit the model: missing {sorted(missing)[:5]}, "
+                           f"unexpected {sorted(unexpected)[:5]}")
+
+
+class RLRun:
+    def __init__(self, cfg: Config, session: Session | None = None, resume: bool = False, quiet: bool = False):
+        self.cfg = cfg
+        self.run_dir = Path(cfg.run_dir)
+        self.ckpt = CheckpointManager(self.run_dir, keep=cfg.trainer.keep_checkpoints)
+        latest = self.ckpt.latest() if resume else None
+        self.session = session or open_session(cfg)
+        s = self.session
+        self.fingerprint = model_fingerprint(s.model, s.tokenizer)
+        if latest is not None:
+            self.ckpt.check_compatible(latest, self.fingerprint)  # before any training work
+        self.algorithm = build_algorithm(cfg, len(s.tokenizer))
+        ref = None
+        if cfg.trainer.kl_coef > 0:
+            import copy
+
+            ref = copy.deepcopy(s.model).eval().requires_grad_(False)
+        self.trainer = PolicyTrainer(s.model, s.tokenizer.pad_token_id, cfg.trainer,
+                                     temperature=cfg.rollout.temperature, ref_model=ref, total_steps=cfg.trainer.steps)
+        self.start_step = 0
+        if latest is not None:
+            self.start_step = self._restore(latest)
+        self.store = TrajectoryStore(self.run_dir / "trajectories.jsonl")
+        self.logger = RunLogger(self.run_dir, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,
+                                quiet=quiet, config=cfg.model_dump(mode="json"))
+        write_run_json(self.run_dir, cfg)
+        (self.run_dir / "config.yaml").write_text(dump_config(cfg))
+
+    def _restore(self, path: Path) -> int:
+        load_weights(self.session.model, path / "model")
+        self.trainer.load_state_dict(torch.load(path / "trainer.pt", weights_only=False))
+        set_rng_state(torch.load(path / "rng.pt", weights_only=False))
+        meta = self.ckpt.load_meta(path)
+        self.session.policy.version = meta.get("policy_version", meta["step"])
+        return int(meta["step"])
+
+    def save(self, step: int) -> Path:
+        return self.ckpt.save(step, self.session.model, self.session.tokenizer, self.trainer.state_dict(),
+                              {"fingerprint": self.fingerprint, "policy_version": self.session.policy.version,
+                               "algorithm": self.algorithm.name})
+
+    def step(self, step: int) -> dict[str, Any]:
+        cfg, s = self.cfg, self.session
+        torch.manual_seed(cfg.seed * 1_000_003 + step)
+        engine = RolloutEngine(s.policy, s.env_factory(), env_id=cfg.env.id, config=self.algorithm.rollout,
+                               strategy=self.algorithm.make_strategy(step), progress=False)
+        t0 = time.perf_counter()
+        trees = engine.run(task_seeds(cfg.seed, step, cfg.trainer.tasks_per_step))
+        t_rollout = time.perf_counter() - t0
+        self.algorithm.credit(trees)
+        samples = self.algorithm.build_samples(trees)
+        t1 = time.perf_counter()
+        stats = self.trainer.update(samples)
+        t_update = time.perf_counter() - t1
+        s.policy.bump_version()
+        mark_step(trees, step)
+        self.store.append_many(trees)
+        metrics = {**rollout_metrics(trees), "loss": stats.loss, "clip_frac": stats.clip_frac, "kl": stats.kl,
+                   "policy_entropy": stats.entropy, "grad_norm": stats.grad_norm, "lr": stats.lr,
+                   "trained_tokens": stats.trained_tokens, "samples": stats.samples,
+                   "tokens_per_s": engine.stats["generated_tokens"] / max(t_rollout, 1e-9),
+                   "time_generation_s": engine.stats["generation_s"], "time_env_s": engine.stats["env_s"],
+                   "time_rollout_s": t_rollout, "time_update_s": t_update}
+        self.logger.log(step + 1, metrics)
+        return metrics
+
+    def train(self) -> list[dict[str, Any]]:
+        history = []
+        every = self.cfg.trainer.checkpoint_every
+        try:
+            for step in range(self.start_step, self.cfg.trainer.steps):
+                history.append(self.step(step))
+                if every and (step + 1) % every == 0:
+                    self.save(step + 1)
+            if self.cfg.trainer.steps > self.start_step and (not every or self.cfg.trainer.steps % every):
+                self.save(self.cfg.trainer.steps)
+        finally:
+            self.logger.close()
+        return history

@@ -1,0 +1,93 @@
+"""Everything a training or evaluation run sets up before the first step, validated before heavy work:
+the config's env and algorithm, the model path, the model (with optional LoRA), the policy that shares it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agentgym.config import Config, ConfigError
+from agentgym.registry import make, spec
+from agentgym.trajectory import TrajectoryTree
+
+ALGORITHMS = ("grpo", "arpo")
+
+
+def validate(cfg: Config) -> None:
+    """Cheap checks that fail with a clear message before any model is loaded."""
+    from agentgym.policies.models import resolve
+
+    if cfg.algorithm.name not in ALGORITHMS:
+        raise ConfigError(f"algorithm.name {cfg.algorithm.name!r} is not one of {ALGORITHMS}")
+    spec(cfg.env.id)  # unknown env id -> UnknownEnvError naming close ids
+    make(cfg.env.id, **env_kwargs(cfg)).close()  # bad env kwargs fail here
+    if cfg.policy.backend == "hf" and cfg.policy.model != "tiny":
+        resolve(cfg.policy.model)  # a model path that does not exist -> ModelNotFoundError
+    if cfg.policy.backend != "hf":
+        raise ConfigError("training needs policy.backend=hf (the trainer updates the weights in process)")
+    if cfg.rollout.max_trajectories and cfg.rollout.max_trajectories < cfg.rollout.group_size:
+        raise ConfigError("rollout.max_trajectories must be >= rollout.group_size")
+
+
+def env_kwargs(cfg: Config, split: str | None = None) -> dict[str, Any]:
+    kwargs = dict(cfg.env.kwargs)
+    if cfg.env.limits is not None:
+        kwargs["limits"] = cfg.env.limits
+    if split is not None:
+        kwargs["split"] = split
+    return kwargs
+
+
+@dataclass
+class Session:
+    cfg: Config
+    model: Any
+    tokenizer: Any
+    policy: Any
+
+    def env_factory(self, split: str | None = None):
+        kwargs = env_kwargs(self.cfg, split)
+        return lambda: make(self.cfg.env.id, **kwargs)
+
+
+def open_session(cfg: Config) -> Session:
+    import torch
+
+    from agentgym.policies.hf import HFPolicy
+    from agentgym.policies.models import default_device, load_model
+
+    validate(cfg)
+    torch.manual_seed(cfg.seed)
+    model, tokenizer = load_model(cfg.policy.model, device=cfg.policy.device or default_device())
+    if cfg.policy.lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        lora = cfg.policy.lora
+        model = get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                                 target_modules=lora.target_modules, task_type="CAUSAL_LM"))
+    model.eval()
+    policy = HFPolicy(model, tokenizer, max_batch_size=cfg.policy.max_batch_size)
+    return Session(cfg, model, tokenizer, policy)
+
+
+def task_seeds(seed: int, step: int, n: int) -> list[int]:
+    """The tasks of training step `step`: a pure function of (seed, step), so resuming replays the data order."""
+    import numpy as np
+
+    return [int(x) for x in np.random.default_rng([seed, step]).integers(0, 2**31 - 1, size=n)]
+
+
+def write_run_json(run_dir: Path, cfg: Config) -> None:
+    """Tells the viewer which tokenizer decodes the run's token ids."""
+    import json
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.json").write_text(json.dumps({"tokenizer": cfg.policy.model, "env_id": cfg.env.id,
+                                                  "algorithm": cfg.algorithm.name}, indent=2))
+
+
+def mark_step(trees: list[TrajectoryTree], step: int) -> None:
+    for tree in trees:
+        tree.step = step
