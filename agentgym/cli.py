@@ -165,10 +165,12 @@ def serve_env_cmd(
 
 
 def _mount_subcommands() -> None:
-    """Commands owned by other layers; their modules import heavy libraries only inside the commands."""
-    from agentgym.cli_inspect import register as register_inspect
+    """Commands from other layers (trainers, sandboxes, the inspector) arrive through the ``agentgym.cli``
+    entry-point group, so the core never imports upward. A provider that fails to load is an error."""
+    from importlib.metadata import entry_points
 
-    register_inspect(app)  # view, replay, report
+    for ep in sorted(entry_points(group="agentgym.cli"), key=lambda e: e.name):
+        ep.load()(app)
 
 
 _mount_subcommands()

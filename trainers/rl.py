@@ -95,6 +95,8 @@ class RLRun:
         t0 = time.perf_counter()
         trees = engine.run(task_seeds(cfg.seed, step, cfg.trainer.tasks_per_step))
         t_rollout = time.perf_counter() - t0
+        for i, tree in enumerate(trees):  # deterministic ids: a step replayed after a resume is stored once
+            tree.id = f"train-{step:06d}-{i:04d}"
         self.algorithm.credit(trees)
         samples = self.algorithm.build_samples(trees)
         t1 = time.perf_counter()

@@ -1,0 +1,139 @@
+"""`agentgym train | eval | sft | demo`. Torch is imported inside the commands, so `agentgym --help` stays fast.
+
+Every command validates its config (unknown keys, unknown algorithm, missing model path, unknown env,
+incompatible checkpoint) and fails with exit code 2 and a clear message before any work starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+console = Console()
+err = Console(stderr=True)
+
+Overrides = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: section.key=value.")]
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _load(config: Path | None, overrides: list[str] | None, **defaults):
+    from agentgym.config import ConfigError, load_config
+
+    try:
+        return load_config(config, overrides, **defaults)
+    except ConfigError as e:
+        _fail(str(e))
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from agentgym.config import ConfigError
+    from agentgym.policies.models import ModelNotFoundError
+    from agentgym.registry import EnvImportError, UnknownEnvError
+    from agentgym.trainers.checkpoint import CheckpointError
+    from agentgym.trainers.sft import DatasetError
+
+    return ConfigError, ModelNotFoundError, UnknownEnvError, EnvImportError, CheckpointError, DatasetError
+
+
+def train(config: Annotated[Path, typer.Argument(help="YAML config (see examples/).")],
+          overrides: Overrides = None,
+          resume: Annotated[bool, typer.Option(help="Continue from RUN_DIR/checkpoints/latest.")] = False) -> None:
+    """Train a policy with GRPO or ARPO on an env; trajectories, metrics and checkpoints go to run_dir."""
+    cfg = _load(config, overrides)
+    try:
+        from agentgym.trainers.rl import RLRun
+
+        run = RLRun(cfg, resume=resume)
+        console.print(f"training {cfg.algorithm.name} on {cfg.env.id} from step {run.start_step} to {cfg.trainer.steps}")
+        run.train()
+    except _user_errors() as e:
+        _fail(str(e))
+    console.print(f"done: {cfg.run_dir}")
+
+
+def eval_cmd(config: Annotated[Path, typer.Argument(help="YAML config.")], overrides: Overrides = None,
+             checkpoint: Annotated[Optional[Path], typer.Option(help="A checkpoint dir; default: the run's latest.")] = None,
+             tag: Annotated[str, typer.Option(help="Name of the eval_<tag>.jsonl written to run_dir.")] = "eval") -> None:
+    """Evaluate a policy (base model or a checkpoint) on held-out tasks."""
+    cfg = _load(config, overrides)
+    try:
+        from agentgym.trainers.checkpoint import CheckpointManager, model_fingerprint
+        from agentgym.trainers.evaluate import comparison_table, evaluate
+        from agentgym.trainers.rl import load_weights
+        from agentgym.trainers.session import open_session
+
+        session = open_session(cfg)
+        manager = CheckpointManager(cfg.run_dir)
+        path = checkpoint or manager.latest()
+        if path is not None:
+            manager.check_compatible(Path(path), model_fingerprint(session.model, session.tokenizer))
+            load_weights(session.model, Path(path) / "model")
+        _, metrics = evaluate(session.policy, session.env_factory(split=cfg.eval.split), cfg, tag, Path(cfg.run_dir))
+    except _user_errors() as e:
+        _fail(str(e))
+    console.print(comparison_table({str(path or cfg.policy.model): metrics}, title=f"{cfg.env.id} ({cfg.eval.split})"))
+
+
+def sft(config: Annotated[Path, typer.Argument(help="YAML config with an sft section.")],
+        overrides: Overrides = None) -> None:
+    """Supervised fine-tuning on stored trajectories or scripted-expert rollouts (loss on actions only)."""
+    cfg = _load(config, overrides)
+    if cfg.sft is None:
+        _fail("the config has no 'sft' section")
+    try:
+        from agentgym.trainers.checkpoint import CheckpointManager, model_fingerprint
+        from agentgym.trainers.session import open_session
+        from agentgym.trainers.sft import DatasetError, expert_trees, load_data, samples_from_trees, sft_train
+
+        if cfg.sft.data:
+            paths = [Path(p) for p in cfg.sft.data.split(",")]
+            for p in paths:  # validate the data before loading a model
+                if not p.is_file():
+                    raise DatasetError(f"SFT data file {p} does not exist")
+        session = open_session(cfg)
+        if cfg.sft.data:
+            samples = load_data(paths, cfg.sft.min_reward)
+        else:
+            if not cfg.sft.expert:
+                raise DatasetError("sft needs sft.data (trajectory stores) or sft.expert (module:function)")
+            trees = expert_trees(cfg.sft.expert, session.env_factory(split="train"), cfg.env.id, session.tokenizer,
+                                 [1_000_000 + i for i in range(cfg.sft.expert_tasks)])
+            samples = samples_from_trees(trees, cfg.sft.min_reward)
+        losses = sft_train(session.model, session.tokenizer.pad_token_id, samples, cfg.sft, seed=cfg.seed,
+                           log=lambda e, i, loss: console.print(f"epoch {e} batch {i} loss {loss:.4f}"))
+        manager = CheckpointManager(cfg.run_dir)
+        path = manager.save(0, session.model, session.tokenizer, {}, {
+            "fingerprint": model_fingerprint(session.model, session.tokenizer), "kind": "sft",
+            "samples": len(samples), "final_loss": losses[-1] if losses else None})
+    except _user_errors() as e:
+        _fail(str(e))
+    console.print(f"SFT done on {len(samples)} samples; weights in {path}")
+
+
+def demo(config: Annotated[Optional[Path], typer.Option(help="Override the built-in demo config.")] = None,
+         overrides: Overrides = None) -> None:
+    """The main job: base eval -> SFT warm start -> ARPO -> eval, with a before/after table."""
+    from agentgym.config import ConfigError
+    from agentgym.trainers.demo import demo_config, run_demo
+
+    try:
+        cfg = demo_config(str(config) if config else None, overrides)
+        run_demo(cfg)
+    except ConfigError as e:
+        _fail(str(e))
+    except _user_errors() as e:
+        _fail(str(e))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("eval")(eval_cmd)
+    app.command("sft")(sft)
+    app.command("demo")(demo)
