@@ -1,0 +1,92 @@
+"""The interpreter side of a local sandbox session. Runs INSIDE the sandbox as ``python -I -S driver.py``.
+
+Protocol: the host writes requests on one pipe and reads replies on another (their fds are argv[1:3]), each a 4-byte big-endian length and
+a JSON object. The code's own stdout/stderr are the process's fds 1 and 2, which the host drains (and
+caps) itself, so output from child processes is captured too. A request is ``{"code": str, "cpu_s":
+float}``; the reply is ``{"value": repr of the last expression or null, "exception": "Type: message" or
+null, "traceback": str or null, "oom": bool}``. State persists between requests like a notebook cell.
+
+Standard library only: this file must run under a bare ``python -I -S``.
+"""
+
+import ast
+import json
+import os
+import resource
+import struct
+import sys
+import traceback
+
+# The host passes the two pipe descriptors as arguments (they keep their numbers through bwrap).
+REQUESTS, REPLIES = (int(sys.argv[1]), int(sys.argv[2])) if len(sys.argv) > 2 else (3, 4)
+
+
+def read_exact(fd, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = os.read(fd, n - len(buf))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return buf
+
+
+def send(obj):
+    data = json.dumps(obj).encode()
+    os.write(REPLIES, struct.pack(">I", len(data)) + data)
+
+
+def run_cell(code, namespace):
+    tree = ast.parse(code, "<cell>", "exec")
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    exec(compile(tree, "<cell>", "exec"), namespace)
+    if last is not None:
+        value = eval(compile(last, "<cell>", "eval"), namespace)
+        if value is not None:
+            return repr(value)
+    return None
+
+
+def short_traceback(exc):
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == "<cell>"]
+    lines = traceback.format_list(frames[-5:]) if frames else []
+    return "".join(lines) + "".join(traceback.format_exception_only(type(exc), exc))
+
+
+def main():
+    namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+    while True:
+        try:
+            (size,) = struct.unpack(">I", read_exact(REQUESTS, 4))
+            request = json.loads(read_exact(REQUESTS, size))
+        except EOFError:
+            return
+        cpu_s = request.get("cpu_s")
+        if cpu_s:  # RLIMIT_CPU counts the whole process lifetime: allow this cell its own budget
+            used = resource.getrusage(resource.RUSAGE_SELF)
+            spent = used.ru_utime + used.ru_stime
+            hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+            soft = int(spent + cpu_s) + 1
+            resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
+        reply = {"value": None, "exception": None, "traceback": None, "oom": False}
+        try:
+            reply["value"] = run_cell(request["code"], namespace)
+        except SystemExit as e:
+            reply["exception"] = f"SystemExit: {e.code}"
+        except MemoryError:
+            reply.update(exception="MemoryError: the memory limit was reached", oom=True)
+        except BaseException as e:  # the user's error is data for the model, never the driver's end
+            reply["exception"] = f"{type(e).__name__}: {e}"
+            reply["traceback"] = short_traceback(e)
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except Exception:
+            pass
+        send(reply)
+
+
+if __name__ == "__main__":
+    main()
