@@ -55,24 +55,27 @@ class ExecResult(BaseModel):
         return self.error_type is None and self.exception is None
 
     def to_observation(self, max_chars: int = 8000) -> str:
-        """The result as the model should read it."""
-        parts = []
-        if self.stdout:
-            parts.append(self.stdout.rstrip("\n"))
-        if self.stderr:
-            parts.append(self.stderr.rstrip("\n"))
+        """The result as the model should read it: output first (cut to fit), then every marker and error."""
+        body = [p.rstrip("\n") for p in (self.stdout, self.stderr) if p]
         if self.value is not None and not self.exception:
-            parts.append(self.value)
-        if self.truncated_bytes:
-            parts.append(f"[truncated {self.truncated_bytes} bytes]")
+            body.append(self.value)
+        notes = []
+        dropped = self.truncated_bytes
+        text = "\n".join(body)
         if self.exception:
-            parts.append((self.traceback or self.exception).rstrip("\n"))
+            notes.append((self.traceback or self.exception).rstrip("\n"))
         if self.error_type:
-            parts.append(f"[{self.error_type}] {self.error or ''}".rstrip())
+            notes.append(f"[{self.error_type}] {self.error or ''}".rstrip())
         if self.state_lost:
-            parts.append("[sandbox restarted: previous state (variables, imports, files) was lost]")
-        text = "\n".join(parts) if parts else "(no output)"
-        return text if len(text) <= max_chars else text[:max_chars] + f"\n[truncated {len(text) - max_chars} chars]"
+            notes.append("[sandbox restarted: previous state (variables, imports, files) was lost]")
+        room = max(0, max_chars - sum(len(n) + 1 for n in notes) - 40)
+        if len(text) > room:
+            dropped += len(text[room:].encode())
+            text = text[:room]
+        if dropped:
+            notes.insert(0, f"[truncated {dropped} bytes]")
+        out = "\n".join([text, *notes] if text else notes)
+        return out or "(no output)"
 
 
 class Sandbox(ABC):

@@ -10,6 +10,7 @@ Standard library only: this file must run under a bare ``python -I -S``.
 """
 
 import ast
+import errno
 import json
 import os
 import resource
@@ -55,8 +56,18 @@ def short_traceback(exc):
     return "".join(lines) + "".join(traceback.format_exception_only(type(exc), exc))
 
 
+def reap_children():
+    """Collect exited children of the cell's processes (the host kills leftovers after each call)."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+
+
 def main():
     namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+    me = os.getpid()
     while True:
         try:
             (size,) = struct.unpack(">I", read_exact(REQUESTS, 4))
@@ -70,6 +81,7 @@ def main():
             hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
             soft = int(spent + cpu_s) + 1
             resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
+        reap_children()
         reply = {"value": None, "exception": None, "traceback": None, "oom": False}
         try:
             reply["value"] = run_cell(request["code"], namespace)
@@ -77,14 +89,21 @@ def main():
             reply["exception"] = f"SystemExit: {e.code}"
         except MemoryError:
             reply.update(exception="MemoryError: the memory limit was reached", oom=True)
+        except OSError as e:
+            reply["exception"] = f"{type(e).__name__}: {e}"
+            reply["traceback"] = short_traceback(e)
+            reply["oom"] = e.errno == errno.ENOMEM  # e.g. mmap beyond the address-space limit
         except BaseException as e:  # the user's error is data for the model, never the driver's end
             reply["exception"] = f"{type(e).__name__}: {e}"
             reply["traceback"] = short_traceback(e)
+        if os.getpid() != me:  # a process the cell forked finished the cell: it must not answer the host
+            os._exit(0)
         try:
             sys.stdout.flush()
             sys.stderr.flush()
         except Exception:
             pass
+        reap_children()
         send(reply)
 
 

@@ -46,7 +46,8 @@ def _bwrap_works() -> bool:
     if not path:
         return False
     try:
-        probe = subprocess.run([path, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "true"],
+        probe = subprocess.run([path, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
+                                "--ro-bind", "/", "/", "true"],
                                capture_output=True, timeout=10, user=NOBODY if os.geteuid() == 0 else None)
     except (OSError, subprocess.SubprocessError):
         return False
@@ -152,7 +153,7 @@ def command(limits: SandboxLimits, python: str) -> list[str]:
     interpreter = [python, "-I", "-S", "-X", "utf8"]
     if tier() != "bwrap":
         return [*interpreter, str(DRIVER)]
-    args = [bwrap_path() or "bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
+    args = [bwrap_path() or "bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session", "--clearenv",
             "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     if limits.network:
         args.append("--share-net")

@@ -217,8 +217,8 @@ class LocalSandbox(Sandbox):
         partial.exit_status = status
         if self._cgroup is not None and self._cgroup.oom_killed():
             partial.error_type, partial.error = "oom", "the sandbox ran out of memory and was killed"
-        elif status is not None and status < 0:
-            sig = -status
+        elif status is not None and (status < 0 or 128 < status < 128 + 65):
+            sig = -status if status < 0 else status - 128  # bwrap reports its child's signal as 128 + n
             if sig == signal.SIGXCPU:
                 partial.error_type, partial.error = "timeout", f"the CPU limit of {self.limits.cpu_s:g} s was reached"
             else:
@@ -230,18 +230,23 @@ class LocalSandbox(Sandbox):
         return partial
 
     def _reap_leftovers(self) -> None:
-        """Kill processes a cell left running (daemons, `setsid sleep &`): each call ends with none."""
+        """Kill processes a cell left running (daemons, `setsid sleep &`, a backgrounded fork bomb): each call
+        ends with none. Repeated until none remain, since survivors may still be forking."""
         if self._cgroup is None or self._proc is None:
             return
-        pids = self._cgroup.processes()
-        if not self._keep:
-            self._keep = set(_ancestry(self._proc.pid, pids))
-        for pid in pids:
-            if pid not in self._keep:
+        for _ in range(100):
+            pids = self._cgroup.processes()
+            if not self._keep:
+                self._keep = set(_ancestry(self._proc.pid, pids))
+            extra = [pid for pid in pids if pid not in self._keep]
+            if not extra:
+                return
+            for pid in extra:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+            time.sleep(0.002)
 
 
 class _Capture:
