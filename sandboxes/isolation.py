@@ -13,6 +13,7 @@ import os
 import resource
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,12 @@ def tier() -> str:
 class Cgroup:
     """A per-sandbox cgroup v1 directory under the pids and memory controllers (when writable)."""
 
+    _created = 0
+
     def __init__(self, limits: SandboxLimits):
+        Cgroup._created += 1
+        if Cgroup._created % 256 == 1:  # now and then, clean up after crashed processes
+            sweep_stale_cgroups()
         self.name = f"agentgym/{uuid.uuid4().hex[:12]}"
         self.dirs: dict[str, Path] = {}
         for controller, settings in (("pids", {"pids.max": str(limits.max_processes)}),
@@ -122,13 +128,36 @@ class Cgroup:
                 pass
 
     def remove(self) -> None:
-        self.kill_all()
+        deadline = time.monotonic() + 2.0
+        while True:  # killed processes leave the cgroup once they have fully exited
+            self.kill_all()
+            if not self.processes() or time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
         for path in self.dirs.values():
             try:
                 path.rmdir()
             except OSError:
-                pass  # processes still exiting; the next sweep removes it
+                pass  # still busy: `sweep_stale_cgroups` removes it later
         self.dirs = {}
+
+
+def sweep_stale_cgroups(min_age_s: float = 60.0) -> int:
+    """Remove leftover sandbox cgroups (empty, older than `min_age_s`: never one being set up right now)."""
+    removed = 0
+    now = time.time()
+    for controller in ("pids", "memory"):
+        base = CGROUP_ROOT / controller / "agentgym"
+        if not base.is_dir():
+            continue
+        for path in base.iterdir():
+            try:
+                if path.is_dir() and now - path.stat().st_mtime > min_age_s and not (path / "cgroup.procs").read_text().strip():
+                    path.rmdir()
+                    removed += 1
+            except OSError:
+                continue
+    return removed
 
 
 def rlimits_preexec(limits: SandboxLimits, cgroup: Cgroup | None):
