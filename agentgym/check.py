@@ -54,6 +54,12 @@ def _resources() -> dict[str, int]:
     return {"threads": threading.active_count(), "fds": len(os.listdir("/proc/self/fd")), "children": children}
 
 
+def _leaks_baseline() -> dict[str, int]:
+    gc.collect()
+    time.sleep(0.05)
+    return _resources()
+
+
 def _leaks(before: dict[str, int], settle_s: float = 3.0) -> dict[str, int]:
     """Resources above the `before` baseline, after giving finished threads and processes time to exit."""
     deadline = time.monotonic() + settle_s
@@ -110,7 +116,16 @@ def check_env_id(env_id: str, seeds: tuple[int, ...] = (0, 1, 2)) -> list[CheckR
             tb = traceback.format_exception_only(type(e), e)[-1].strip()
             results.append(CheckResult(name, False, tb))
 
-    baseline = _resources()
+    # One warm-up episode first: process-wide singletons (an import's helper thread, a sandbox spawner) are
+    # created once per process, not per env; only what grows afterwards is a leak.
+    warm = make(env_id)
+    try:
+        warm.reset(seed=0)
+        act = _scripted_agent(warm)
+        warm.step(act(warm.reset(seed=0)[0], 0) if act else "hello")
+    finally:
+        warm.close()
+    baseline = _leaks_baseline()
 
     def gymnasium_check() -> str:
         from gymnasium.utils.env_checker import check_env

@@ -21,6 +21,8 @@ ENTRY_POINT_GROUP = "agentgym.envs"
 BUILTIN_ENVS: dict[str, tuple[str, dict[str, Any]]] = {
     "agentgym/Calculator-v0": ("agentgym.envs.calculator:CalculatorEnv", {}),
     "agentgym/CalculatorHermes-v0": ("agentgym.envs.calculator:CalculatorEnv", {"tool_format": "hermes"}),
+    "agentgym/Python-v0": ("agentgym.envs.python:PythonEnv", {}),
+    "agentgym/PythonHermes-v0": ("agentgym.envs.python:PythonEnv", {"tool_format": "hermes"}),
 }
 
 

@@ -12,6 +12,8 @@ copies share nothing afterwards (not even /tmp).
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import json
 import os
 import selectors
@@ -26,6 +28,7 @@ from agentgym.sandboxes.base import ExecResult, Sandbox, SandboxLimits
 from agentgym.sandboxes.isolation import NOBODY, SAFE_ENV, Cgroup, command, default_python, describe, rlimits_preexec, tier
 
 _READ = 65536
+_SPAWNER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentgym-sandbox-spawner")
 
 
 class LocalSandbox(Sandbox):
@@ -46,6 +49,9 @@ class LocalSandbox(Sandbox):
         with self._lock:
             if self.closed:
                 raise RuntimeError("sandbox is closed")
+            if self._proc is not None and self._proc.poll() is not None and self._history:
+                self._history = []  # it died between calls: say so on the next result
+                self._state_lost = True
             if self._proc is None or self._proc.poll() is not None:
                 self._spawn()
 
@@ -56,10 +62,14 @@ class LocalSandbox(Sandbox):
         root = os.geteuid() == 0
         self._cgroup = Cgroup(self.limits) if root else None
         cmd = command(self.limits, self.python) + [str(req_r), str(rep_w)]
-        self._proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(req_r, rep_w),
-            env=dict(SAFE_ENV), cwd="/", user=NOBODY if root else None, group=NOBODY if root else None,
-            extra_groups=[] if root else None, preexec_fn=rlimits_preexec(self.limits, self._cgroup))
+        popen = functools.partial(
+            subprocess.Popen, cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            pass_fds=(req_r, rep_w), env=dict(SAFE_ENV), cwd="/", user=NOBODY if root else None,
+            group=NOBODY if root else None, extra_groups=[] if root else None,
+            preexec_fn=rlimits_preexec(self.limits, self._cgroup))
+        # bwrap --die-with-parent ties the sandbox's life to the *thread* that started it (PR_SET_PDEATHSIG):
+        # start every sandbox from one long-lived thread, never from a short-lived tool or worker thread.
+        self._proc = _SPAWNER.submit(popen).result()
         os.close(req_r)
         os.close(rep_w)
         for stream in (self._proc.stdout, self._proc.stderr):
