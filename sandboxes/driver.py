@@ -19,7 +19,9 @@ import sys
 import traceback
 
 # The host passes the two pipe descriptors as arguments (they keep their numbers through bwrap).
-REQUESTS, REPLIES = (int(sys.argv[1]), int(sys.argv[2])) if len(sys.argv) > 2 else (3, 4)
+REQUESTS, REPLIES = (3, 4)
+if len(sys.argv) > 2 and sys.argv[1] != "--replay":
+    REQUESTS, REPLIES = int(sys.argv[1]), int(sys.argv[2])
 
 
 def read_exact(fd, n):
@@ -107,5 +109,33 @@ def main():
         send(reply)
 
 
+def replay(payload):
+    """One-shot mode (Docker tier): re-run the earlier cells silently, run the new one, print the reply last."""
+    request = json.loads(payload)
+    namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+    real_stdout, real_stderr = sys.stdout, sys.stderr
+    with open(os.devnull, "w") as devnull:
+        sys.stdout = sys.stderr = devnull
+        for cell in request["history"]:
+            try:
+                run_cell(cell, namespace)
+            except BaseException:
+                pass
+        sys.stdout, sys.stderr = real_stdout, real_stderr
+    reply = {"value": None, "exception": None, "traceback": None, "oom": False}
+    try:
+        reply["value"] = run_cell(request["code"], namespace)
+    except MemoryError:
+        reply.update(exception="MemoryError: the memory limit was reached", oom=True)
+    except BaseException as e:
+        reply["exception"] = f"{type(e).__name__}: {e}"
+        reply["traceback"] = short_traceback(e)
+    sys.stdout.write("\n" + json.dumps(reply) + "\n")
+    sys.stdout.flush()
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 2 and sys.argv[1] == "--replay":
+        replay(sys.argv[2])
+    else:
+        main()
