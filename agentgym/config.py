@@ -55,6 +55,8 @@ class RolloutSection(Section):
     top_p: float = Field(default=1.0, gt=0, le=1)
     step_timeout_s: float = Field(default=60.0, gt=0)
     max_batch_size: int = Field(default=64, ge=1)
+    batch_wait_s: float = Field(default=0.005, ge=0, description="How long a generation batch waits for paths "
+                                "still in env steps (longer suits slow model backends, e.g. CPU).")
     deterministic: bool = Field(default=False, description="Batch only when every live path waits, in a fixed "
                                 "order, so seeded runs sample the same tokens (slower with slow envs).")
 

@@ -65,7 +65,7 @@ def arpo(cfg: Config, vocab_size: int) -> Algorithm:
     m = r.max_trajectories or 2 * r.group_size
     rollout = RolloutConfig(group_size=r.group_size, max_trajectories=m, temperature=r.temperature, top_p=r.top_p,
                             step_timeout_s=r.step_timeout_s, max_batch_size=r.max_batch_size, supplement=True,
-                            deterministic=r.deterministic)
+                            deterministic=r.deterministic, batch_wait_s=r.batch_wait_s)
     return Algorithm(
         name="arpo",
         rollout=rollout,

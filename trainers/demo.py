@@ -32,14 +32,14 @@ FALLBACK_ENV = "agentgym/Calculator-v0"
 DEFAULTS: dict[str, Any] = {
     "run_dir": "runs/demo",
     "seed": 0,
-    "env": {"id": DEMO_ENV, "kwargs": {}, "limits": {"max_turns": 3, "max_tokens_per_turn": 48,
+    "env": {"id": DEMO_ENV, "kwargs": {"difficulty": "mixed"}, "limits": {"max_turns": 3, "max_tokens_per_turn": 48,
                                                       "max_tokens_per_episode": 128}},
     "policy": {"model": "embedded", "max_batch_size": 32},
-    "rollout": {"group_size": 4, "max_trajectories": 8, "temperature": 1.0},
+    "rollout": {"group_size": 4, "max_trajectories": 8, "temperature": 1.0, "batch_wait_s": 0.25},
     "algorithm": {"name": "arpo", "attribution": "soft"},
     "trainer": {"steps": 5, "tasks_per_step": 4, "lr": 1e-5, "clip_low": 0.2, "clip_high": 0.28,
                 "micro_batch_tokens": 4096, "checkpoint_every": 0, "dynamic_sampling": True},
-    "sft": {"expert_tasks": 48, "epochs": 2, "lr": 5e-5, "batch_size": 8, "min_reward": 1.0},
+    "sft": {"expert_tasks": 64, "epochs": 2, "lr": 5e-5, "batch_size": 8, "min_reward": 1.0},
     "eval": {"tasks": 40, "split": "test", "temperature": 0.0},
     "logging": {"tensorboard": True, "progress": True},
 }

@@ -14,7 +14,7 @@ def grpo(cfg: Config) -> Algorithm:
     r = cfg.rollout
     rollout = RolloutConfig(group_size=r.group_size, max_trajectories=r.group_size, temperature=r.temperature,
                             top_p=r.top_p, step_timeout_s=r.step_timeout_s, max_batch_size=r.max_batch_size,
-                            deterministic=r.deterministic)
+                            deterministic=r.deterministic, batch_wait_s=r.batch_wait_s)
     return Algorithm(
         name="grpo",
         rollout=rollout,
