@@ -115,6 +115,21 @@ class Sandbox(ABC):
         self.close()
 
 
+def check_code(code: str | bytes, limits: SandboxLimits) -> tuple[str | None, ExecResult | None]:
+    """(code as text, None), or (None, an error result) for code that is not UTF-8, empty or too long."""
+    if isinstance(code, (bytes, bytearray)):
+        try:
+            code = bytes(code).decode("utf-8")
+        except UnicodeDecodeError as e:
+            return None, ExecResult(exception=f"UnicodeDecodeError: the code is not valid UTF-8 (byte {e.start})")
+    if not code.strip():
+        return None, ExecResult(exception="ValueError: the code is empty; write some Python")
+    if len(code.encode("utf-8", "replace")) > limits.max_code_bytes:
+        return None, ExecResult(exception=f"ValueError: the code is {len(code)} characters long; the limit is "
+                                          f"{limits.max_code_bytes} bytes")
+    return code, None
+
+
 class ToolArgumentError(ValueError):
     pass
 

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from agentgym.sandboxes.base import ExecResult, Sandbox, SandboxLimits
+from agentgym.sandboxes.base import ExecResult, Sandbox, SandboxLimits, check_code
 
 IMAGE = "agentgym-sandbox:latest"
 DOCKERFILE = Path(__file__).resolve().parents[1] / "docker" / "sandbox.Dockerfile"
@@ -70,13 +70,9 @@ class DockerSandbox(Sandbox):
             security_opt=["no-new-privileges"], labels={LABEL: uuid.uuid4().hex}, auto_remove=False)
 
     def run(self, code: str | bytes, timeout: float | None = None) -> ExecResult:
-        if isinstance(code, (bytes, bytearray)):
-            try:
-                code = bytes(code).decode("utf-8")
-            except UnicodeDecodeError as e:
-                return ExecResult(exception=f"UnicodeDecodeError: the code is not valid UTF-8 (byte {e.start})")
-        if not code.strip():
-            return ExecResult(exception="ValueError: the code is empty; write some Python")
+        code, problem = check_code(code, self.limits)
+        if problem is not None:
+            return problem
         self.start()
         wall = min(timeout, self.limits.wall_timeout_s) if timeout else self.limits.wall_timeout_s
         payload = json.dumps({"history": self.history, "code": code})

@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Any
 
-from agentgym.sandboxes.base import ExecResult, Sandbox, SandboxLimits
+from agentgym.sandboxes.base import ExecResult, Sandbox, SandboxLimits, check_code
 from agentgym.sandboxes.isolation import NOBODY, SAFE_ENV, Cgroup, command, default_python, describe, rlimits_preexec, tier
 
 _READ = 65536
@@ -125,10 +125,10 @@ class LocalSandbox(Sandbox):
 
     # ---- running ----------------------------------------------------------------------------------
     def run(self, code: str | bytes, timeout: float | None = None) -> ExecResult:
-        problem = self._check_code(code)
+        code, problem = check_code(code, self.limits)
         if problem is not None:
             return problem
-        assert isinstance(code, str)
+        assert code is not None
         wall = min(timeout, self.limits.wall_timeout_s) if timeout else self.limits.wall_timeout_s
         with self._lock:
             start = time.perf_counter()
@@ -148,19 +148,6 @@ class LocalSandbox(Sandbox):
                 self._state_lost = True
                 self._teardown()
             return result
-
-    def _check_code(self, code: str | bytes) -> ExecResult | None:
-        if isinstance(code, (bytes, bytearray)):
-            try:
-                code = bytes(code).decode("utf-8")
-            except UnicodeDecodeError as e:
-                return ExecResult(exception=f"UnicodeDecodeError: the code is not valid UTF-8 (byte {e.start})")
-        if not code.strip():
-            return ExecResult(exception="ValueError: the code is empty; write some Python")
-        if len(code.encode("utf-8", "replace")) > self.limits.max_code_bytes:
-            return ExecResult(exception=f"ValueError: the code is {len(code)} characters long; the limit is "
-                                        f"{self.limits.max_code_bytes} bytes")
-        return None
 
     def _call(self, code: str, wall: float) -> ExecResult:
         proc = self._proc

@@ -9,7 +9,6 @@ fresh rollouts of a scripted expert on training tasks.
 from __future__ import annotations
 
 import importlib
-import json
 import random
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 
 from agentgym.config import SFTConfig
+from agentgym.jsonl import read_rows
 from agentgym.policies import ScriptedPolicy
 from agentgym.rollout import RolloutConfig, RolloutEngine
 from agentgym.store import TrajectoryFileError, TrajectoryStore
@@ -43,16 +43,7 @@ def samples_from_trees(trees: list[TrajectoryTree], min_reward: float) -> list[S
 
 def samples_from_token_file(path: Path) -> list[Sample]:
     out = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DatasetError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-        for key in ("input_ids", "loss_mask"):
-            if key not in row:
-                raise DatasetError(f"{path}:{lineno}: missing field {key!r} (rows need input_ids and loss_mask)")
+    for lineno, row in read_rows(path, DatasetError, required=("input_ids", "loss_mask")):
         ids, mask = row["input_ids"], row["loss_mask"]
         if len(ids) != len(mask):
             raise DatasetError(f"{path}:{lineno}: input_ids and loss_mask differ in length ({len(ids)} vs {len(mask)})")

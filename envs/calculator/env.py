@@ -10,12 +10,12 @@ from __future__ import annotations
 import ast
 import math
 import operator
-import re
 from typing import Any
 
 import numpy as np
 
 from agentgym.env import EnvLimits
+from agentgym.envs.answers import grade
 from agentgym.tool_env import ToolEnv
 from agentgym.tools import ToolError, tool
 
@@ -93,20 +93,6 @@ def convert(value: float, from_unit: str, to_unit: str) -> str:
     return f"{value * UNITS[a][1] / UNITS[b][1]:.6g}"
 
 
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?")
-
-
-def parse_number(text: str) -> float | None:
-    """The last number in `text` (commas allowed as thousands separators), or None."""
-    found = _NUMBER.findall(text)
-    if not found:
-        return None
-    try:
-        return float(found[-1].replace(",", ""))
-    except ValueError:
-        return None
-
-
 class CalculatorEnv(ToolEnv):
     """Arithmetic and unit-conversion questions with exact answers; reward 1 for a correct answer."""
 
@@ -150,8 +136,4 @@ class CalculatorEnv(ToolEnv):
                 "answer": round(answer, 2), "value": value, "from_unit": src, "to_unit": dst}
 
     def score(self, answer: str) -> float:
-        got = parse_number(answer)
-        if got is None:
-            return 0.0
-        want = float(self.task["answer"])
-        return 1.0 if math.isclose(got, want, rel_tol=1e-6, abs_tol=0.0051) else 0.0
+        return 1.0 if grade(answer, float(self.task["answer"]), rel_tol=1e-6, abs_tol=0.0051) else 0.0

@@ -8,7 +8,6 @@ always answers 0 (or nothing) solves none.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from agentgym.envs.answers import as_number
+from agentgym.jsonl import read_rows
 
 Task = dict[str, Any]
 DIFFICULTIES = ("easy", "medium", "hard")
@@ -125,16 +125,8 @@ def load_jsonl(path: str | Path) -> list[Task]:
     """GSM8K/MATH-style rows: ``question`` (or ``problem``) and ``answer`` (GSM8K's '... #### 42', or a
     MATH ``solution`` with a final ``\\boxed{}``)."""
     path = Path(path)
-    if not path.is_file():
-        raise TaskFileError(f"task file {path} does not exist")
     tasks = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise TaskFileError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+    for lineno, row in read_rows(path, TaskFileError):
         question = row.get("question", row.get("problem"))
         if not isinstance(question, str):
             raise TaskFileError(f"{path}:{lineno}: missing field 'question' (or 'problem')")

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import agentgym
+
 from agentgym.config import ConfigError, load_config
 from agentgym.policies.models import ModelNotFoundError, tiny_random_model, load_tokenizer
 from agentgym.store import TrajectoryStore
@@ -23,6 +25,7 @@ from agentgym.trainers.session import validate
 from agentgym.trainers.sft import DatasetError, load_data
 
 HERE = Path(__file__).parent
+agentgym.register("agentgym/TestLetterE-v0", "toy_envs:LetterE")
 
 
 def cfg_dict(run_dir, steps=4, **over):
@@ -51,9 +54,6 @@ def params(model):
 
 @pytest.mark.slow(ci=True)
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
-    import agentgym
-
-    agentgym.register("agentgym/TestLetterE-v0", "toy_envs:LetterE")
     straight = RLRun(load_config(**cfg_dict(tmp_path / "a")), quiet=True)
     straight.train()
 
@@ -116,9 +116,6 @@ def test_kill_during_checkpoint_save_resumes_from_last_complete(tmp_path):
 
 
 def test_checkpoint_from_a_different_model_is_refused(tmp_path):
-    import agentgym
-
-    agentgym.register("agentgym/TestLetterE-v0", "toy_envs:LetterE")
     run = RLRun(load_config(**cfg_dict(tmp_path / "r", steps=1)), quiet=True)
     run.train()
     other = tmp_path / "other-model"

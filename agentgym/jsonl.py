@@ -1,0 +1,30 @@
+"""Reading user-supplied JSONL files with errors that name the file, the line and the field."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def read_rows(path: str | Path, error: type[Exception] = ValueError, required: tuple[str, ...] = ()
+              ) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, row) for every non-empty line; `error` is raised for a missing file, a line that is not
+    a JSON object, or a row lacking one of `required`."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path} does not exist")
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise error(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise error(f"{path}:{lineno}: each line must be a JSON object")
+        for key in required:
+            if key not in row:
+                raise error(f"{path}:{lineno}: missing field {key!r} (rows need {', '.join(required)})")
+        yield lineno, row
