@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 import agentgym
 from agentgym.config import load_config
@@ -32,3 +33,24 @@ def test_grpo_raises_reward_on_a_learnable_env(tmp_path):
     assert last > first + 0.05, [round(h["reward"], 3) for h in history]
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 12 and {"reward", "loss", "tokens_per_s", "time_update_s"} <= set(json.loads(lines[0]))
+
+
+@pytest.mark.slow(ci=True)
+def test_lora_run_trains_only_adapters_and_resumes(tmp_path):
+    cfg = config(tmp_path, **{"trainer.steps": 2, "trainer.checkpoint_every": 1, "trainer.lr": 1e-3,
+                              "policy.lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}})
+    run = RLRun(cfg, quiet=True)
+    trainable = [n for n, p in run.session.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    before = {n: p.detach().clone() for n, p in run.session.model.named_parameters() if "lora_B" in n}
+    run.train()
+    after = dict(run.session.model.named_parameters())
+    assert any(not torch.equal(before[n], after[n]) for n in before)  # adapters moved
+    ckpt = tmp_path / "run" / "checkpoints" / "step-000002" / "model" / "adapter_model.safetensors"
+    assert ckpt.exists()
+    cfg2 = config(tmp_path, **{"trainer.steps": 3, "trainer.checkpoint_every": 1, "trainer.lr": 1e-3,
+                               "policy.lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}})
+    resumed = RLRun(cfg2, resume=True, quiet=True)
+    assert resumed.start_step == 2
+    for n in before:
+        torch.testing.assert_close(dict(resumed.session.model.named_parameters())[n], after[n])
