@@ -31,7 +31,7 @@ def counters() -> dict[str, int]:
     cg = Path("/sys/fs/cgroup/pids/agentgym")
     return {"fds": len(os.listdir("/proc/self/fd")),
             "cgroups": len([p for p in cg.iterdir() if p.is_dir()]) if cg.exists() else 0,
-            "sleepers": os.popen("pgrep -c -f 'sleep 1000'").read().strip() or "0"}
+            "sleepers": int(os.popen("pgrep -c -f 'sleep 1000'").read().strip() or "0")}
 
 
 @pytest.mark.slow(ci=True)
@@ -97,7 +97,8 @@ def test_concurrency_soak_with_adversaries_and_a_control():
     assert stats["benign_wrong"] == 0 and stats["attacks"] > n_adv
     assert stats["infra"] <= 0.001 * stats["benign"]
     time.sleep(1)
-    assert counters() == baseline
+    after = counters()  # back to (or below: earlier tests' sandboxes may be collected meanwhile) the baseline
+    assert all(after[k] <= baseline[k] for k in baseline), (after, baseline)
 
 
 def _catch(fn, errors):
