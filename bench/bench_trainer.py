@@ -110,11 +110,12 @@ def main() -> None:
     tok = {k: sum(h["tokens_per_trajectory"] for h in v) / len(v) for k, v in results.items()}
     print(f"(a) tokens generated per trajectory: GRPO {tok['grpo']:.1f}, ARPO {tok['arpo']:.1f}, "
           f"ratio ARPO/GRPO {tok['arpo'] / tok['grpo']:.2f}  (branches per step: "
-          f"{', '.join(f'{h['branches']:.0f}' for h in a)})")
+          + ", ".join(f"{h['branches']:.0f}" for h in a) + ")")
     print("(c) reward per step:  GRPO " + " ".join(f"{h['reward']:.3f}" for h in g)
           + "\n                      ARPO " + " ".join(f"{h['reward']:.3f}" for h in a))
     for name, hist in results.items():
-        per_correct = sum(h["tool_calls_per_correct"] for h in hist) / len(hist)
+        scored = [h for h in hist if h["accuracy"] > 0]  # steps with no correct answer have no ratio
+        per_correct = sum(h["tool_calls_per_correct"] for h in scored) / max(len(scored), 1)
         print(f"    {name.upper()}: mean reward {sum(h['reward'] for h in hist) / len(hist):.3f}, "
               f"tool calls per correct answer {per_correct:.2f}")
     # (b) the same batch through our update and TRL's
