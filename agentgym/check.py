@@ -120,9 +120,9 @@ def check_env_id(env_id: str, seeds: tuple[int, ...] = (0, 1, 2)) -> list[CheckR
     # created once per process, not per env; only what grows afterwards is a leak.
     warm = make(env_id)
     try:
-        warm.reset(seed=0)
+        obs, _ = warm.reset(seed=0)
         act = _scripted_agent(warm)
-        warm.step(act(warm.reset(seed=0)[0], 0) if act else "hello")
+        warm.step(act(obs, 0) if act else "hello")
     finally:
         warm.close()
     baseline = _leaks_baseline()

@@ -114,19 +114,16 @@ def run_cmd(
 
 
 def summary_table(trees: list, stats: dict, title: str = "") -> Table:
-    leaves = [(t, leaf) for t in trees for leaf in t.leaves()]
-    n = max(len(leaves), 1)
-    rewards = [t.leaf_reward(leaf) for t, leaf in leaves]
-    paths = [t.path(leaf) for t, leaf in leaves]
-    tool_calls = sum(sum(1 for node in p for c in node.tool_calls if not c.name.startswith("(")) for p in paths)
-    errors = sum(sum(1 for node in p for c in node.tool_calls if c.error_type) for p in paths)
+    from agentgym.stats import rollout_metrics
+
+    m = rollout_metrics(trees)
     table = Table("metric", "value", title=title)
-    table.add_row("tasks / trajectories", f"{len(trees)} / {len(leaves)}")
-    table.add_row("mean reward", f"{sum(rewards) / n:.3f}")
-    table.add_row("accuracy (reward > 0)", f"{sum(r > 0 for r in rewards) / n:.1%}")
-    table.add_row("turns per trajectory", f"{sum(len(p) for p in paths) / n:.2f}")
-    table.add_row("tool calls per trajectory", f"{tool_calls / n:.2f}")
-    table.add_row("tool/format errors", str(errors))
+    table.add_row("tasks / trajectories", f"{len(trees)} / {m['n_trajectories']:.0f}")
+    table.add_row("mean reward", f"{m['reward']:.3f}")
+    table.add_row("accuracy (reward > 0)", f"{m['accuracy']:.1%}")
+    table.add_row("turns per trajectory", f"{m['turns']:.2f}")
+    table.add_row("tool calls per trajectory", f"{m['tool_calls']:.2f}")
+    table.add_row("tool/format errors", f"{m['errors']:.0f}")
     table.add_row("generated tokens/s", f"{stats.get('tokens_per_s', 0):.1f}")
     table.add_row("wall time", f"{stats.get('wall_s', 0):.1f} s")
     return table

@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from agentgym.sandboxes.base import ExecResult, Sandbox, SandboxLimits, check_code
-from agentgym.sandboxes.isolation import NOBODY, SAFE_ENV, Cgroup, command, default_python, describe, rlimits_preexec, tier
+from agentgym.sandboxes.isolation import NOBODY, SAFE_ENV, Cgroup, command, default_python, describe, rlimits_preexec
 
 _READ = 65536
 _SPAWNER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentgym-sandbox-spawner")
@@ -300,7 +300,3 @@ def _reap(proc: subprocess.Popen, timeout: float = 5.0) -> int | None:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         return None
-
-
-def sandbox_tier() -> str:
-    return tier()

@@ -10,7 +10,7 @@ from rich.table import Table
 from agentgym.config import Config
 from agentgym.rollout import RolloutConfig, RolloutEngine
 from agentgym.store import TrajectoryStore
-from agentgym.trainers.metrics import rollout_metrics
+from agentgym.stats import rollout_metrics
 from agentgym.trajectory import TrajectoryTree
 
 

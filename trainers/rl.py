@@ -20,7 +20,8 @@ from agentgym.store import TrajectoryStore
 from agentgym.trainers.algorithm import Algorithm
 from agentgym.trainers.checkpoint import CheckpointManager, model_fingerprint, set_rng_state
 from agentgym.trainers.core import PolicyTrainer
-from agentgym.trainers.metrics import RunLogger, rollout_metrics
+from agentgym.stats import rollout_metrics
+from agentgym.trainers.metrics import RunLogger
 from agentgym.trainers.session import Session, mark_step, open_session, task_seeds, write_run_json
 
 
