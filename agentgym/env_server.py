@@ -5,6 +5,11 @@ loop like any blocking env).
 Server (`agentgym serve-env ENV_ID`): sessions are created per episode and reaped when idle; a full server
 answers 429 at once instead of hanging; an env that raises answers 500 with the error, never taking the
 server down. Steps run in FastAPI's thread pool, so one slow env does not block the others.
+
+Client (`RemoteEnv`): a 429 is back-pressure, not a failure: opening a session waits for capacity with
+jittered exponential backoff for up to `capacity_wait_s` (0 = fail at once), so a rollout with more live
+paths than the server has sessions queues instead of crashing. A fork that finds the server full returns
+None at once (the engine then replays), because the forking path holds a slot while it waits.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential, wait_random
 
 from agentgym.env import EnvLimits, TextEnv
 from agentgym.registry import make
@@ -138,23 +144,39 @@ class RemoteEnvError(RuntimeError):
     pass
 
 
+class ServerAtCapacity(RemoteEnvError):
+    """The env server answered 429: every session slot is taken."""
+
+
 class RemoteEnv(TextEnv):
     """A client for `create_env_app`: looks like the env it serves, one HTTP session per episode."""
 
-    def __init__(self, base_url: str, timeout_s: float = 120.0):
+    def __init__(self, base_url: str, timeout_s: float = 120.0, capacity_wait_s: float = 120.0):
         super().__init__()
         self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
+        self.timeout_s, self.capacity_wait_s = timeout_s, capacity_wait_s
         self.client = httpx.Client(base_url=self.base_url, timeout=timeout_s)
         self.session_id: str | None = None
         self._system_prompt: str | None = None
         self._stop_strings: list[str] = []
+
+    def _open(self, path: str, **kw: Any) -> dict[str, Any]:
+        """POST that takes a session slot, waiting out a full server for up to `capacity_wait_s`."""
+        retrying = Retrying(retry=retry_if_exception_type(ServerAtCapacity), reraise=True,
+                            stop=stop_after_delay(self.capacity_wait_s),
+                            wait=wait_exponential(multiplier=0.05, max=2.0) + wait_random(0, 0.1))
+        try:
+            return retrying(self._call, "POST", path, **kw)
+        except ServerAtCapacity as e:
+            raise RemoteEnvError(f"{e} (waited {self.capacity_wait_s:g}s for a free session)") from None
 
     def _call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
         try:
             response = self.client.request(method, path, **kw)
         except httpx.TransportError as e:
             raise RemoteEnvError(f"env server {self.base_url} unreachable: {type(e).__name__}: {e}") from e
+        if response.status_code == 429:
+            raise ServerAtCapacity(f"env server {self.base_url} answered 429: {response.text[:300]}")
         if response.status_code >= 400:
             raise RemoteEnvError(f"env server {self.base_url} answered {response.status_code}: {response.text[:300]}")
         return response.json()
@@ -167,7 +189,7 @@ class RemoteEnv(TextEnv):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         self._end_session()
-        data = self._call("POST", "/sessions", json={"seed": seed, "options": options})
+        data = self._open("/sessions", json={"seed": seed, "options": options})
         self.session_id = data["session_id"]
         self._system_prompt, self._stop_strings = data["system_prompt"], data["stop_strings"]
         if data.get("limits"):
@@ -186,10 +208,13 @@ class RemoteEnv(TextEnv):
         if self.session_id is None:
             return None
         try:
+            # One try, no waiting: the caller holds a session while it forks, so waiting here could
+            # deadlock a full server; on None the engine replays the actions in a fresh env instead,
+            # whose reset waits for capacity without holding a slot.
             data = self._call("POST", f"/sessions/{self.session_id}/fork")
         except RemoteEnvError:
-            return None  # the engine falls back to replaying the actions
-        copy = RemoteEnv(self.base_url, self.timeout_s)
+            return None
+        copy = RemoteEnv(self.base_url, self.timeout_s, self.capacity_wait_s)
         copy.session_id, copy.limits = data["session_id"], self.limits
         copy._system_prompt, copy._stop_strings = self._system_prompt, self._stop_strings
         return copy

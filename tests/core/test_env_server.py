@@ -47,22 +47,51 @@ def test_engine_rolls_out_against_the_server_with_forks(server_url, tokenizer):
 
     engine = RolloutEngine(ScriptedPolicy(calculator_expert, tokenizer), lambda: RemoteEnv(server_url),
                            env_id="remote", config=RolloutConfig(group_size=1, max_trajectories=2), strategy=Branch())
-    trees = engine.run(range(3))
+    trees = engine.run(range(6))  # up to 12 live paths on a 4-session server: they queue, none fails
+    assert len(trees) == 6
     for tree in trees:
         assert len(tree.leaves()) == 2 and all(tree.leaf_reward(leaf) == 1.0 for leaf in tree.leaves())
 
 
 def test_full_server_answers_429_not_a_hang(server_url):
-    envs = [RemoteEnv(server_url) for _ in range(5)]
+    envs = [RemoteEnv(server_url, capacity_wait_s=0) for _ in range(5)]
     for env in envs[:4]:
         env.reset(seed=0)
     with pytest.raises(RemoteEnvError, match="429"):
         envs[4].reset(seed=0)
     for env in envs:
         env.close()
-    envs[4] = RemoteEnv(server_url)
+    envs[4] = RemoteEnv(server_url, capacity_wait_s=0)
     envs[4].reset(seed=0)  # capacity is back after the others closed
     envs[4].close()
+
+
+def test_a_full_server_is_waited_out_until_a_session_frees(server_url):
+    holders = [RemoteEnv(server_url) for _ in range(4)]
+    for env in holders:
+        env.reset(seed=0)
+    waiter = RemoteEnv(server_url, capacity_wait_s=30)
+    freed = threading.Event()
+
+    def free_one_later():
+        time.sleep(0.3)
+        freed.set()
+        holders[0].close()
+
+    threading.Thread(target=free_one_later).start()
+    obs, info = waiter.reset(seed=1)  # blocks on 429s, then takes the freed slot
+    assert freed.is_set() and obs
+    for env in [waiter, *holders[1:]]:
+        env.close()
+
+
+def test_fork_on_a_full_server_returns_none_at_once(server_url):
+    envs = [RemoteEnv(server_url) for _ in range(4)]
+    for env in envs:
+        env.reset(seed=0)
+    assert envs[0].fork() is None  # the engine replays instead; waiting here could deadlock the holders
+    for env in envs:
+        env.close()
 
 
 def test_server_that_is_down_is_reported():
