@@ -38,7 +38,8 @@ def _grid_plot(series: dict[str, list[tuple[float, float]]], path: Path, title: 
     keys = list(series)
     cols = min(3, len(keys))
     rows = math.ceil(len(keys) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False,
+                             layout="constrained")  # constrained layout leaves room for the suptitle
     for ax, key in zip(axes.flat, keys):
         xs, ys = zip(*series[key])
         ax.plot(xs, ys, lw=1.4, color="#2457c5")
@@ -48,12 +49,12 @@ def _grid_plot(series: dict[str, list[tuple[float, float]]], path: Path, title: 
             ax.plot(xs, smooth, lw=2.0, color="#e0662b", alpha=0.9)
         ax.set_title(key, fontsize=10)
         ax.set_xlabel("step", fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)  # steps are whole numbers
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -48,8 +48,9 @@ class RunLogger:
             console.print(
                 f"step {step:>4}  reward {record.get('reward', 0):.3f}  acc {record.get('accuracy', 0):.2f}  "
                 f"H {record.get('entropy', 0):.2f}  tools/traj {record.get('tool_calls', 0):.2f}  "
-                f"trajs {record.get('n_trajectories', 0):.0f} (branches {record.get('branches', 0):.0f})  "
-                f"loss {record.get('loss', 0):+.4f}  {record.get('tokens_per_s', 0):.0f} tok/s  "
+                f"trajs {record.get('n_trajectories', 0):.0f} (branches {record.get('branches', 0):.0f})  " +
+                (f"loss {record['loss']:+.4f}  " if "loss" in record else "no update (zero advantages)  ") +
+                f"{record.get('tokens_per_s', 0):.0f} tok/s  "
                 f"gen {record.get('time_generation_s', 0):.1f}s env {record.get('time_env_s', 0):.1f}s "
                 f"update {record.get('time_update_s', 0):.1f}s"
             )

@@ -54,3 +54,15 @@ def test_lora_run_trains_only_adapters_and_resumes(tmp_path):
     assert resumed.start_step == 2
     for n in before:
         torch.testing.assert_close(dict(resumed.session.model.named_parameters())[n], after[n])
+
+
+def test_a_step_without_an_update_logs_no_loss_or_lr(tmp_path, capsys):
+    from agentgym.trainers.metrics import RunLogger
+
+    logger = RunLogger(tmp_path, tensorboard=False)
+    logger.log(1, {"reward": 0.5, "loss": 0.25, "lr": 1e-5, "samples": 4})
+    logger.log(2, {"reward": 1.0, "samples": 0, "trained_tokens": 0})  # every group had zero advantage
+    out = capsys.readouterr().out
+    assert "loss +0.2500" in out and "no update (zero advantages)" in out
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert "lr" in records[0] and "loss" not in records[1] and "lr" not in records[1]
