@@ -83,7 +83,9 @@ def scan_record(text: str) -> tuple[int, dict[str, Any]] | None:
             first_obs, pos = _DECODER.raw_decode(text, pos + len(',"initial_observation":'))
     except ValueError:
         return None
-    tail = _TAIL.search(text, pos)
+    # The tail fields close the record: look near the end first (a record is mostly token arrays, so
+    # searching all of it costs a full pass), then everywhere, for a record with a large `meta`.
+    tail = _TAIL.search(text, max(pos, len(text) - 4096)) or _TAIL.search(text, pos)
     if tail is None or not isinstance(task, dict):
         return None
     nodes = _NODE.findall(text, pos, tail.start() + 1)
