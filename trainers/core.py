@@ -10,6 +10,7 @@ and verl do); with more passes they are computed once before the first.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +80,10 @@ class PolicyTrainer:
     def update(self, samples: list[Sample]) -> UpdateStats:
         stats = UpdateStats(samples=len(samples))
         trained = [s for s in samples if s.trained_tokens]
-        if not trained:
+        if not trained:  # no signal this step (every group tied): no optimiser step, but the schedule
+            with warnings.catch_warnings():  # follows training steps, as `trainer.steps` sets its horizon
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+                self.scheduler.step()
             return stats
         total_tokens = float(sum(s.trained_tokens for s in trained))
         device = next(self.model.parameters()).device

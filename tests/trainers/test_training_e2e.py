@@ -66,3 +66,14 @@ def test_a_step_without_an_update_logs_no_loss_or_lr(tmp_path, capsys):
     assert "loss +0.2500" in out and "no update (zero advantages)" in out
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert "lr" in records[0] and "loss" not in records[1] and "lr" not in records[1]
+
+
+def test_a_step_without_an_update_still_advances_the_lr_schedule(tiny_model, tokenizer):
+    from agentgym.config import TrainerConfig
+    from agentgym.trainers.core import PolicyTrainer
+
+    trainer = PolicyTrainer(tiny_model, tokenizer.pad_token_id, TrainerConfig(steps=4, lr=1e-3, schedule="linear"))
+    before = [p.detach().clone() for p in tiny_model.parameters()]
+    stats = trainer.update([])  # every group had zero advantage: nothing to train on
+    assert stats.trained_tokens == 0 and trainer.scheduler.get_last_lr()[0] == pytest.approx(0.75e-3)
+    assert all(torch.equal(a, b) for a, b in zip(before, tiny_model.parameters()))  # and no weight changed
