@@ -63,6 +63,15 @@ class UpdateStats:
     trained_tokens: int = 0
     samples: int = 0
 
+    def metrics(self) -> dict[str, float]:
+        """The step's log entries. A step that made no update (every group tied) logs no loss, lr or
+        grad_norm: zeros there would read as a collapsed loss or a schedule that hit the floor."""
+        counts = {"trained_tokens": self.trained_tokens, "samples": self.samples}
+        if not self.trained_tokens:
+            return counts
+        return {"loss": self.loss, "clip_frac": self.clip_frac, "kl": self.kl, "policy_entropy": self.entropy,
+                "grad_norm": self.grad_norm, "lr": self.lr, **counts}
+
 
 class PolicyTrainer:
     """Owns the optimiser and scheduler of a (possibly LoRA-wrapped) causal LM."""

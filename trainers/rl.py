@@ -106,11 +106,7 @@ class RLRun:
         s.policy.bump_version()
         mark_step(trees, step)
         self.store.append_many(trees)
-        # A step whose every group had zero advantage makes no update: it logs no loss or lr rather than zeros
-        # that would read as a collapsed loss or a schedule that hit the floor.
-        update = {"loss": stats.loss, "clip_frac": stats.clip_frac, "kl": stats.kl, "policy_entropy": stats.entropy,
-                  "grad_norm": stats.grad_norm, "lr": stats.lr} if stats.trained_tokens else {}
-        metrics = {**rollout_metrics(trees), **update, "trained_tokens": stats.trained_tokens, "samples": stats.samples,
+        metrics = {**rollout_metrics(trees), **stats.metrics(),
                    "tokens_per_s": engine.stats["generated_tokens"] / max(t_rollout, 1e-9),
                    "time_generation_s": engine.stats["generation_s"], "time_env_s": engine.stats["env_s"],
                    "time_rollout_s": t_rollout, "time_update_s": t_update}
