@@ -49,7 +49,7 @@ def load_weights(model: torch.nn.Module, folder: Path) -> None:
 
 class RLRun:
     def __init__(self, cfg: Config, session: Session | None = None, resume: bool = False, quiet: bool = False):
-        self.cfg = cfg
+        self.cfg, self.quiet = cfg, quiet
         self.run_dir = Path(cfg.run_dir)
         self.ckpt = CheckpointManager(self.run_dir, keep=cfg.trainer.keep_checkpoints)
         latest = self.ckpt.latest() if resume else None
@@ -97,7 +97,7 @@ class RLRun:
         cfg, s = self.cfg, self.session
         torch.manual_seed(cfg.seed * 1_000_003 + step)
         engine = RolloutEngine(s.policy, s.env_factory(), env_id=cfg.env.id, config=self.algorithm.rollout,
-                               strategy=self.algorithm.make_strategy(step), progress=cfg.logging.progress)
+                               strategy=self.algorithm.make_strategy(step), progress=cfg.logging.progress and not self.quiet)
         t0 = time.perf_counter()
         trees = engine.run(task_seeds(cfg.seed, step, cfg.trainer.tasks_per_step))
         t_rollout = time.perf_counter() - t0
