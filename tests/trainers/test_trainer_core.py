@@ -394,3 +394,15 @@ def test_arpo_branches_after_observations_on_a_plain_text_env(tokenizer, branch_
     assert len(marked) == branches and len(tree.leaves()) == 4
     assert all(n.branch_entropy == pytest.approx(0.5) for n in marked)
     assert all(tree.leaf_reward(leaf) == 1.0 for leaf in tree.leaves())
+
+
+def test_the_viewer_shows_the_same_segments():
+    from agentgym.viewer.tokens import TokenizerChoice
+    from agentgym.viewer.treeview import tree_json
+
+    tree = multi_segment_tree()
+    shown = tree_json(tree, TokenizerChoice(None, None, "test"))["segments"]
+    assert shown == {str(leaf): [{"nodes": [t[0] for t in s.turns], "tokens": len(s.input_ids),
+                                  "trained_tokens": sum(s.loss_mask)} for s in path_segments(tree, leaf)]
+                     for leaf in (2, 3)}
+    assert shown["3"][1]["nodes"] == [1, 3]
