@@ -42,9 +42,8 @@ class LoraConfig(Section):
 
 class PolicyConfig(Section):
     model: str = Field(default="embedded", description="embedded | tiny | a local path | a hub id | a .gguf file.")
-    backend: Literal["hf", "openai", "scripted"] = "hf"
-    base_url: str | None = Field(default=None, description="OpenAI-compatible server, for backend=openai.")
-    scripted: str | None = Field(default=None, description="module:function, for backend=scripted.")
+    backend: Literal["hf"] = Field(default="hf", description="Training and evaluation run the model in process "
+                                   "(Hugging Face); `agentgym run` takes other backends on its command line.")
     device: str | None = Field(default=None, description="cpu | cuda | None (auto).")
     max_batch_size: int = 32
     lora: LoraConfig | None = None

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentgym.config import Config, ConfigError
+from agentgym.config import Config
 from agentgym.registry import make, spec
 from agentgym.trajectory import TrajectoryTree
 
@@ -18,10 +18,8 @@ def validate(cfg: Config) -> None:
 
     spec(cfg.env.id)  # unknown env id -> UnknownEnvError naming close ids
     make(cfg.env.id, **env_kwargs(cfg)).close()  # bad env kwargs fail here
-    if cfg.policy.backend == "hf" and cfg.policy.model != "tiny":
+    if cfg.policy.model != "tiny":
         resolve(cfg.policy.model)  # a model path that does not exist -> ModelNotFoundError
-    if cfg.policy.backend != "hf":
-        raise ConfigError("training needs policy.backend=hf (the trainer updates the weights in process)")
 
 
 def env_kwargs(cfg: Config, split: str | None = None) -> dict[str, Any]:
