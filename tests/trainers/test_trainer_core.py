@@ -303,6 +303,8 @@ def test_samples_use_the_same_segments():
         by_leaf.setdefault(s.leaf, []).append((s.input_ids, s.loss_mask, s.sampling_logprobs))
     for leaf, got in by_leaf.items():
         assert got == [(x.input_ids, x.loss_mask, x.logprobs) for x in path_segments(tree, leaf)]
+    last = [s for s in samples if s.leaf == 3][-1]  # turn ids let loss terms average per turn (e.g. EPO)
+    assert last.turn_ids == [-1, -1, -1, 1, -1, 3] and last.advantages[3] == last.advantages[5] != 0
 
 
 def test_sft_trains_on_replay_export_sft_output(tmp_path, tokenizer):
