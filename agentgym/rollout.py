@@ -4,8 +4,9 @@ Every live path (an episode, or a branch of one) is a coroutine: it asks the `_B
 records the turn in its group's `TrajectoryTree`, and steps its env in a worker thread. The batcher sends
 one batched `generate` call when every live path is waiting for the model (or after a short wait), so the
 model is busy while envs step and envs step while the model is busy. A rollout strategy may ask for extra
-samples of a turn (`RolloutStrategy`: it sees each sampled turn, returns a `Branching`): the engine forks the env (``env.fork()``, else replays the action prefix in a
-fresh env) and runs the branch as a sibling path that shares the stored prefix.
+samples of a turn (`RolloutStrategy`: it sees each sampled turn, returns a `Branching`): the engine forks
+the env (``env.fork()``, else replays the action prefix in a fresh env) and runs the branch as a sibling
+path that shares the stored prefix.
 
 Guarantees: the context fed to the policy equals ``tree.context_ids(node)`` and the stored action equals
 the sampled ids (asserted per turn); token budgets per turn and per episode are enforced; a hung env step is
@@ -82,10 +83,11 @@ class TurnView:
 @dataclass
 class Branching:
     """A strategy's decision: how many extra samples of this turn to start, and the signal that triggered
-    them (stored on each branch node as `Turn.branch_entropy`, for the viewer and the trainer)."""
+    them (stored on each branch node as `Turn.branch_entropy`, for the viewer and the trainer; a strategy
+    without a meaningful value leaves 0)."""
 
     count: int = 0
-    signal: float | None = None
+    signal: float = 0.0
 
 
 class RolloutStrategy(Protocol):
@@ -306,7 +308,7 @@ class RolloutEngine:
     def _limits(self, env: Any) -> EnvLimits:
         return self.limits or getattr(env, "limits", None) or EnvLimits()
 
-    async def _run_path(self, path: PathState, branch_signal: tuple[float | None, int] | None = None) -> None:
+    async def _run_path(self, path: PathState, branch_signal: tuple[float, int] | None = None) -> None:
         tree = path.group.tree
         try:
             while True:
@@ -392,7 +394,7 @@ class RolloutEngine:
         count = max(0, min(decision.count, self._max_trajectories() - group.started))
         group.started += count  # reserve before awaiting forks: other paths check the cap meanwhile
         for _ in range(count):
-            signal = (decision.signal, node.id)
+            signal = (float(decision.signal), node.id)
             snapshot = PathState(group=group, env=None, actions=list(path.actions), context=list(path.context),
                                  pending_prefix=list(path.pending_prefix), parent=path.parent, rebuild=path.rebuild,
                                  tokens_used=path.tokens_used - len(gen.token_ids), previous=path.previous,
@@ -402,7 +404,7 @@ class RolloutEngine:
             # sampled turn saw. Envs that cannot fork are rebuilt by replay inside the branch.
             forked = await asyncio.to_thread(path.env.fork) if hasattr(path.env, "fork") else None
 
-            async def branch(snapshot: PathState = snapshot, signal: tuple[float | None, int] = signal,
+            async def branch(snapshot: PathState = snapshot, signal: tuple[float, int] = signal,
                              forked: Any = forked) -> None:
                 snapshot.env = forked if forked is not None else await self._replay_env(group.spec, snapshot.actions)
                 await self._run_path(snapshot, branch_signal=signal)

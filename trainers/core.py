@@ -14,6 +14,8 @@ brings you off-policy RL training", Yao et al. 2025, and verl's ``tis_imp_ratio_
 ratio is taken to the proximal policy. When the sampler is the trainer's own module the weight is 1 up to
 float round-off and the update is the plain on-policy one. Each step logs the sampler-trainer mismatch over
 trained tokens: mean |log pi_trainer - log pi_sampler| and a k3 estimate of KL(sampler || trainer).
+Both sides score at the sampling temperature (``rollout.temperature``); greedy sampling (T = 0) stores
+T = 1 log-probs and the trainer scores at T = 1 too.
 """
 
 from __future__ import annotations
