@@ -114,6 +114,18 @@ class PhoneState:
     def conversation(self, peer: str) -> Conversation | None:
         return next((c for c in self.conversations if c.peer.casefold() == peer.casefold()), None)
 
+    def send_message(self, recipient: str, text: str) -> str:
+        """Append an outgoing message to the conversation with `recipient` (a contact's name, any case, or a
+        number), creating the conversation if needed; returns its peer."""
+        contact = self.contact(recipient)
+        peer = contact.name if contact else recipient
+        conv = self.conversation(peer)
+        if conv is None:
+            conv = Conversation(peer)
+            self.conversations.append(conv)
+        conv.messages.append(Message(True, text, self.clock))
+        return peer
+
     def comparable(self) -> tuple:
         """The state with the order of unordered collections removed, for exact task checks."""
         return (sorted(map(repr, self.contacts)), sorted(map(repr, self.conversations)), sorted(map(repr, self.events)),

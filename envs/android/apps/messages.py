@@ -12,19 +12,6 @@ from agentgym.envs.android.ui import Node
 PKG = "com.google.android.apps.messaging"
 
 
-def send(phone: SimPhone, recipient: str, text: str) -> str:
-    """Append an outgoing message to the conversation with `recipient` (a contact's name or a number),
-    creating it if needed; returns the conversation's peer."""
-    contact = phone.state.contact(recipient)
-    peer = contact.name if contact else recipient
-    conv = phone.state.conversation(peer)
-    if conv is None:
-        conv = Conversation(peer)
-        phone.state.conversations.append(conv)
-    conv.messages.append(Message(True, text, phone.state.clock))
-    return peer
-
-
 def _list(phone: SimPhone, screen: Screen) -> Node:
     convs = sorted(phone.state.conversations, key=lambda c: c.messages[-1].time if c.messages else "", reverse=True)
 
@@ -46,7 +33,7 @@ def _conversation(phone: SimPhone, screen: Screen) -> Node:
     def do_send() -> None:
         text = screen.fields.get("message", "")
         if text.strip():
-            send(phone, screen.arg, text)
+            phone.state.send_message(screen.arg, text)
             screen.fields["message"] = ""
             screen.scroll = 10**9  # the newest message comes into view
 
@@ -79,7 +66,7 @@ def _new(phone: SimPhone, screen: Screen) -> Node:
             return show_error(phone, "Add a recipient: a contact's name or a phone number.")
         if not text.strip():
             return show_error(phone, "The message is empty.")
-        peer = send(phone, to, text)
+        peer = phone.state.send_message(to, text)
         phone.replace(Screen("Messages", "conversation", peer))
 
     def content(area):
