@@ -3,9 +3,9 @@
 Each step the agent writes one JSON action (see `actions`); the observation is a compact numbered list of
 the screen's UI elements (what M3A/T3A agents read) and, with ``screenshots=True``, a PNG screenshot in
 ``info["observation"]["images"]`` (base64). The episode ends when the agent sends
-``{"action_type": "status", "goal_status": "complete"}`` (or "infeasible"), or at the turn limit; the
-reward is then 1 if the task's check passes on the phone's final state, else 0 (also in
-``info["success"]``). Malformed or impossible actions get an error observation and the episode goes on.
+``{"action_type": "status", "goal_status": "complete"}`` (or "infeasible"), or at the turn limit. The
+reward is 1 if the agent declared the task complete and the task's check passes on the phone's final
+state, else 0 (``info["success"]``; ``info["state_check"]`` is the check alone, also at the turn limit). Malformed or impossible actions get an error observation and the episode goes on.
 
 Simulated tasks come from the seeded templates in `tasks` (``task`` picks one by name, ``difficulty``
 restricts the sample to a level); ``info["task"]`` reports name, app, difficulty, goal and parameters for
@@ -168,12 +168,12 @@ class AndroidEnv(TextEnv):
                                 "task": self.task, "difficulty": self.task.get("difficulty")}
         reward = 0.0
         ending = terminated or self.turn >= self.limits.max_turns
-        if ending:
-            success = self.success()
-            if action is not None and action.goal_status == "infeasible":
-                success = False if success is not None else None  # every simulated task is feasible
-            info["success"] = success
-            reward = 1.0 if success else 0.0
+        if ending:  # success needs the agent to declare completion, on a state that passes the check
+            state_ok = self.success()
+            declared = action is not None and action.goal_status == "complete"
+            info["state_check"] = state_ok
+            info["success"] = None if state_ok is None else bool(state_ok and declared)
+            reward = 1.0 if info["success"] else 0.0
         return obs, reward, terminated, info
 
     def close(self) -> None:

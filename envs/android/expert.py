@@ -134,12 +134,13 @@ def _start_time(screen: list[Element]) -> str | None:
 
 def plan(template: str, p: dict) -> list[Step]:
     """The UI steps that accomplish a template's goal with parameters `p`."""
-    settings = {"airplane_mode_on": ("Network & internet", "Airplane mode"), "wifi_off": ("Network & internet", "Wi-Fi"),
-                "bluetooth_on": ("Connected devices", "Bluetooth"), "dark_theme_on": ("Display", "Dark theme"),
-                "do_not_disturb_on": ("Sound & vibration", "Do Not Disturb")}
+    settings = {"airplane_mode_on": ["Network & internet", "Airplane mode"],
+                "wifi_off": ["Network & internet", "Internet", "Wi-Fi"],
+                "bluetooth_on": ["Connected devices", "Connection preferences", "Bluetooth"],
+                "dark_theme_on": ["Display", "Dark theme", "Use Dark theme"],
+                "do_not_disturb_on": ["Sound & vibration", "Do Not Disturb", "Turn on now"]}
     if template in settings:
-        section, switch = settings[template]
-        return [open_app("Settings"), click(text=section), click(text=switch), done]
+        return [open_app("Settings"), *(click(text=label) for label in settings[template]), done]
     plans: dict[str, Callable[[], list[Step]]] = {
         "add_contact": lambda: [open_app("Contacts"), click(desc="Create contact"), type_into("name", p["name"]),
                                 type_into("phone", p["phone"]), click(text="Save"), done],

@@ -10,42 +10,57 @@ from agentgym.envs.android.state import TIMEOUTS
 from agentgym.envs.android.ui import Node
 
 PKG = "com.android.settings"
-SECTIONS = [("network", "Network & internet", "Wi-Fi, mobile data, airplane mode"),
-            ("devices", "Connected devices", "Bluetooth"),
-            ("display", "Display", "Dark theme, screen timeout"),
-            ("sound", "Sound & vibration", "Do Not Disturb")]
-SWITCHES = {"network": [("airplane_mode", "Airplane mode"), ("wifi", "Wi-Fi"), ("mobile_data", "Mobile data")],
-            "devices": [("bluetooth", "Bluetooth")],
-            "display": [("dark_theme", "Dark theme")],
-            "sound": [("do_not_disturb", "Do Not Disturb")]}
+# Each page: its title and rows; a row is a link to another page, a switch on a setting, a button that
+# flips a setting, or the screen-timeout chooser. The depth follows Android 12's Settings.
+PAGES: dict[str, tuple[str, list[tuple]]] = {
+    "main": ("Settings", [("link", "network", "Network & internet", "Internet, airplane mode"),
+                          ("link", "devices", "Connected devices", "Bluetooth, pairing"),
+                          ("link", "display", "Display", "Dark theme, screen timeout"),
+                          ("link", "sound", "Sound & vibration", "Volume, Do Not Disturb")]),
+    "network": ("Network & internet", [("link", "internet", "Internet", "wifi"), ("switch", "airplane_mode", "Airplane mode")]),
+    "internet": ("Internet", [("switch", "wifi", "Wi-Fi"), ("switch", "mobile_data", "Mobile data")]),
+    "devices": ("Connected devices", [("link", "pairing", "Pair new device", ""),
+                                      ("link", "connection", "Connection preferences", "Bluetooth")]),
+    "pairing": ("Pair new device", []),
+    "connection": ("Connection preferences", [("switch", "bluetooth", "Bluetooth")]),
+    "display": ("Display", [("link", "dark", "Dark theme", "dark_theme"), ("timeout",)]),
+    "dark": ("Dark theme", [("switch", "dark_theme", "Use Dark theme")]),
+    "sound": ("Sound & vibration", [("link", "dnd", "Do Not Disturb", "do_not_disturb")]),
+    "dnd": ("Do Not Disturb", [("button", "do_not_disturb", "Turn on now", "Turn off now")]),
+}
 
 
-def _main(phone: SimPhone, screen: Screen) -> Node:
-    def row(kind: str, title: str, sub: str):
-        return lambda b: w.list_row(PKG, "dashboard_tile", title, sub, b, lambda: phone.push(Screen("Settings", kind)))
-
-    return page(phone, PKG, "Settings", lambda area: [w.scroll_list(screen, PKG, "recycler_view", area,
-                                                                    [(w.ROW_H, row(*s)) for s in SECTIONS])], up=False)
-
-
-def _section(phone: SimPhone, screen: Screen) -> Node:
-    settings = phone.state.settings
-
-    def switch_row(attr: str, label: str):
-        def toggle() -> None:
-            setattr(settings, attr, not getattr(settings, attr))
-        return lambda b: w.switch_row(PKG, f"{attr}_row", label, getattr(settings, attr), b, toggle)
-
-    rows = [(w.ROW_H, switch_row(*s)) for s in SWITCHES[screen.kind]]
-    if screen.kind == "display":
-        rows.append((w.ROW_H, lambda b: w.list_row(PKG, "screen_timeout_row", "Screen timeout", settings.screen_timeout, b,
-                                                   lambda: setattr(phone.screen, "dialog", {"kind": "timeout"}))))
-    title = next(t for k, t, _ in SECTIONS if k == screen.kind)
-    return page(phone, PKG, title, lambda area: [w.scroll_list(screen, PKG, "recycler_view", area, rows)])
+def _on_off(settings, attr: str) -> str:
+    return "On" if getattr(settings, attr) else "Off"
 
 
 def build(phone: SimPhone, screen: Screen) -> Node:
-    return _main(phone, screen) if screen.kind == "main" else _section(phone, screen)
+    settings = phone.state.settings
+    title, spec = PAGES[screen.kind]
+
+    def toggle(attr: str):
+        return lambda: setattr(settings, attr, not getattr(settings, attr))
+
+    def row(r: tuple):
+        if r[0] == "link":
+            _, kind, label, sub = r
+            sub = _on_off(settings, sub) if hasattr(settings, sub) else sub
+            return lambda b: w.list_row(PKG, "dashboard_tile", label, sub, b, lambda: phone.push(Screen("Settings", kind)))
+        if r[0] == "switch":
+            return lambda b: w.switch_row(PKG, f"{r[1]}_row", r[2], getattr(settings, r[1]), b, toggle(r[1]))
+        if r[0] == "button":
+            def make(b):
+                left, top, right, bottom = b
+                label = r[3] if getattr(settings, r[1]) else r[2]
+                return Node(cls="android.widget.LinearLayout", package=PKG, bounds=b, children=[
+                    w.button(label, (left + w.MARGIN, top + 24, left + 600, bottom - 24), PKG, "zen_mode_button", toggle(r[1]))])
+            return make
+        return lambda b: w.list_row(PKG, "screen_timeout_row", "Screen timeout", settings.screen_timeout, b,
+                                    lambda: setattr(phone.screen, "dialog", {"kind": "timeout"}))
+
+    rows = [(w.ROW_H, row(r)) for r in spec]
+    return page(phone, PKG, title, lambda area: [w.scroll_list(screen, PKG, "recycler_view", area, rows,
+                                                              "No devices found nearby")], up=screen.kind != "main")
 
 
 def build_dialog(phone: SimPhone, screen: Screen) -> Node:
