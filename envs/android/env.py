@@ -134,6 +134,17 @@ class AndroidEnv(TextEnv):
         return self.template.check(self.initial, self.device.state, self.params)
 
     def _step(self, text: str) -> tuple[str, float, bool, dict[str, Any]]:
+        from agentgym.envs.android.uiautomator import DumpError
+
+        try:
+            return self._act(text)
+        except (DumpError, OSError, RuntimeError) as e:  # the device failed (adb, a bad dump): not the agent's fault
+            if self.backend != "adb":
+                raise
+            record = ToolCallRecord(name="(device)", error_type="infra_error", error=str(e), output=str(e))
+            return self._reply(f"Error: the device failed: {e}", record, False)
+
+    def _act(self, text: str) -> tuple[str, float, bool, dict[str, Any]]:
         assert self.device is not None
         started = time.perf_counter()
         terminated, note = False, ""
