@@ -79,6 +79,8 @@ class AndroidEnv(TextEnv):
     # ---- episodes -----------------------------------------------------------------------------------
     def _pick_template(self, options: dict[str, Any]) -> Template:
         name = options.get("task", self.task_name)
+        if isinstance(name, dict):  # a task row (as in info["task"]) rather than a template name
+            name = name.get("name")
         if name is not None:
             if name not in TEMPLATES:
                 raise ValueError(f"unknown Android task {name!r}; known: {', '.join(TEMPLATES)}")
