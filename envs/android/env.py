@@ -111,7 +111,8 @@ class AndroidEnv(TextEnv):
             self.task = {"name": self.template.name, "app": self.template.app, "difficulty": self.template.difficulty,
                          "goal": goal, "params": dict(self.params)}
         text = f"Goal: {goal}\n\n{self._screen_text()}"
-        return text, {"task": self.task, "difficulty": self.task["difficulty"], "observation": self._observation(text)}
+        return text, {"task": copy.deepcopy(self.task), "difficulty": self.task["difficulty"],
+                      "observation": self._observation(text)}
 
     def _screen_text(self) -> str:
         assert self.device is not None
@@ -178,7 +179,7 @@ class AndroidEnv(TextEnv):
     def _reply(self, obs: str, record: ToolCallRecord, terminated: bool,
                action: Action | None = None) -> tuple[str, float, bool, dict[str, Any]]:
         info: dict[str, Any] = {"tool_calls": [record.model_dump()], "observation": self._observation(obs),
-                                "task": self.task, "difficulty": self.task.get("difficulty")}
+                                "task": copy.deepcopy(self.task), "difficulty": self.task.get("difficulty")}
         reward = 0.0
         ending = terminated or self.turn >= self.limits.max_turns
         if ending:  # success needs the agent to declare completion, on a state that passes the check
