@@ -81,6 +81,13 @@ class Settings:
     dark_theme: bool = False
     do_not_disturb: bool = False
     screen_timeout: str = "30 seconds"
+    hotspot: bool = False
+    nfc: bool = False
+    adaptive_brightness: bool = True
+    auto_rotate: bool = False
+    vibrate_for_calls: bool = True
+    battery_saver: bool = False
+    location: bool = True
 
 
 @dataclass

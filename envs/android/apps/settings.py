@@ -13,20 +13,42 @@ PKG = "com.android.settings"
 # Each page: its title and rows; a row is a link to another page, a switch on a setting, a button that
 # flips a setting, or the screen-timeout chooser. The depth follows Android 12's Settings.
 PAGES: dict[str, tuple[str, list[tuple]]] = {
-    "main": ("Settings", [("link", "network", "Network & internet", "Internet, airplane mode"),
+    "main": ("Settings", [("link", "network", "Network & internet", "Internet, airplane mode, hotspot"),
                           ("link", "devices", "Connected devices", "Bluetooth, pairing"),
+                          ("link", "apps", "Apps", "Recent apps, default apps"),
+                          ("link", "battery", "Battery", "battery_saver"),
+                          ("link", "storage", "Storage", "41% used"),
+                          ("link", "sound", "Sound & vibration", "Volume, Do Not Disturb"),
                           ("link", "display", "Display", "Dark theme, screen timeout"),
-                          ("link", "sound", "Sound & vibration", "Volume, Do Not Disturb")]),
-    "network": ("Network & internet", [("link", "internet", "Internet", "wifi"), ("switch", "airplane_mode", "Airplane mode")]),
+                          ("link", "location", "Location", "location"),
+                          ("link", "security", "Security & privacy", "Screen lock, app permissions"),
+                          ("link", "about", "About phone", "Pixel 7")]),
+    "network": ("Network & internet", [("link", "internet", "Internet", "wifi"),
+                                       ("link", "hotspot_page", "Hotspot & tethering", "hotspot"),
+                                       ("switch", "airplane_mode", "Airplane mode"),
+                                       ("link", "dns", "Private DNS", "Automatic")]),
     "internet": ("Internet", [("switch", "wifi", "Wi-Fi"), ("switch", "mobile_data", "Mobile data")]),
+    "hotspot_page": ("Hotspot & tethering", [("switch", "hotspot", "Wi-Fi hotspot")]),
+    "dns": ("Private DNS", []),
     "devices": ("Connected devices", [("link", "pairing", "Pair new device", ""),
-                                      ("link", "connection", "Connection preferences", "Bluetooth")]),
+                                      ("link", "connection", "Connection preferences", "Bluetooth, NFC")]),
     "pairing": ("Pair new device", []),
-    "connection": ("Connection preferences", [("switch", "bluetooth", "Bluetooth")]),
-    "display": ("Display", [("link", "dark", "Dark theme", "dark_theme"), ("timeout",)]),
-    "dark": ("Dark theme", [("switch", "dark_theme", "Use Dark theme")]),
-    "sound": ("Sound & vibration", [("link", "dnd", "Do Not Disturb", "do_not_disturb")]),
+    "connection": ("Connection preferences", [("switch", "bluetooth", "Bluetooth"), ("switch", "nfc", "NFC"),
+                                              ("link", "printing", "Printing", "Off")]),
+    "printing": ("Printing", []),
+    "apps": ("Apps", []),
+    "battery": ("Battery", [("switch", "battery_saver", "Battery Saver")]),
+    "storage": ("Storage", []),
+    "sound": ("Sound & vibration", [("link", "dnd", "Do Not Disturb", "do_not_disturb"),
+                                    ("switch", "vibrate_for_calls", "Vibrate for calls")]),
     "dnd": ("Do Not Disturb", [("button", "do_not_disturb", "Turn on now", "Turn off now")]),
+    "display": ("Display", [("link", "dark", "Dark theme", "dark_theme"),
+                            ("switch", "adaptive_brightness", "Adaptive brightness"),
+                            ("switch", "auto_rotate", "Auto-rotate screen"), ("timeout",)]),
+    "dark": ("Dark theme", [("switch", "dark_theme", "Use Dark theme")]),
+    "location": ("Location", [("switch", "location", "Use location")]),
+    "security": ("Security & privacy", []),
+    "about": ("About phone", []),
 }
 
 
@@ -60,7 +82,7 @@ def build(phone: SimPhone, screen: Screen) -> Node:
 
     rows = [(w.ROW_H, row(r)) for r in spec]
     return page(phone, PKG, title, lambda area: [w.scroll_list(screen, PKG, "recycler_view", area, rows,
-                                                              "No devices found nearby")], up=screen.kind != "main")
+                                                              "Nothing to show here")], up=screen.kind != "main")
 
 
 def build_dialog(phone: SimPhone, screen: Screen) -> Node:
