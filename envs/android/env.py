@@ -122,9 +122,7 @@ class AndroidEnv(TextEnv):
         images = []
         if self.screenshots and self.device is not None:
             if isinstance(self.device, SimPhone):
-                from agentgym.envs.android.render import render_png
-
-                png = render_png(self.device, self.screenshot_scale)
+                png = self.device.screenshot_png(self.screenshot_scale)
             else:
                 png = self.device.screenshot_png()
             images.append(base64.b64encode(png).decode("ascii"))

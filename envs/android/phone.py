@@ -52,6 +52,7 @@ class SimPhone:
         self.apps = apps
         self.stack: list[Screen] = [Screen("Home", "home")]
         self._tree: tuple[Node, Node | None] | None = None
+        self._png: tuple[float, bytes] | None = None  # the last screenshot, until the screen changes
 
     # ---- navigation used by the apps ---------------------------------------------------------------
     @property
@@ -105,6 +106,7 @@ class SimPhone:
 
     def _changed(self) -> None:
         self._tree = None
+        self._png = None
 
     # ---- input primitives (the `Device` protocol) -----------------------------------------------------
     def tap(self, x: int, y: int) -> None:
@@ -164,12 +166,16 @@ class SimPhone:
         self._changed()
 
     def wait(self) -> None:
-        self._changed()
+        """Nothing on the simulated phone changes by itself: the screen (and its screenshot) stays."""
 
-    def screenshot_png(self) -> bytes:
-        from agentgym.envs.android.render import render_png
+    def screenshot_png(self, scale: float = 0.5) -> bytes:
+        """The screen as PNG at `scale` of 1080x2400; reused while the screen has not changed (an action
+        that failed, a wait)."""
+        if self._png is None or self._png[0] != scale:
+            from agentgym.envs.android.render import render_png
 
-        return render_png(self)
+            self._png = (scale, render_png(self, scale))
+        return self._png[1]
 
     # ---- copying (fork): node callbacks close over this phone, so a copy rebuilds its own tree -------
     def __deepcopy__(self, memo: dict) -> SimPhone:
@@ -179,6 +185,7 @@ class SimPhone:
         new.stack = copy.deepcopy(self.stack, memo)
         new.apps = self.apps  # functions only: shared
         new._tree = None
+        new._png = None
         return new
 
 
