@@ -24,11 +24,10 @@ from typing import Any
 from agentgym.env import EnvLimits, TextEnv
 from agentgym.envs.android.actions import ACTION_TYPES, Action, ActionError, Device, execute, parse_action
 from agentgym.envs.android.apps import make_apps
-from agentgym.envs.android.expert import SCREEN_HEADER
 from agentgym.envs.android.phone import SimPhone
 from agentgym.envs.android.state import PhoneState, seed_world
 from agentgym.envs.android.tasks import DIFFICULTIES, TEMPLATES, Template
-from agentgym.envs.android.ui import describe, elements
+from agentgym.envs.android.ui import SCREEN_HEADER, describe, elements
 from agentgym.trajectory import Observation, ToolCallRecord
 
 INSTRUCTIONS = """You operate an Android phone to accomplish the user's goal. Each turn you see the current screen as a numbered list of UI elements. Reply with exactly one action as a JSON object (you may write your reasoning first; the last JSON object in your message is the action):

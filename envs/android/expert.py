@@ -16,8 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agentgym.envs.android.tasks import TEMPLATES, Template
-
-SCREEN_HEADER = "Screen elements:"
+from agentgym.envs.android.ui import SCREEN_HEADER
 _LINE = re.compile(r"^\[(\d+)\] (\S+)(.*)$")
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
 _TEXT = re.compile(r"^ " + _QUOTED)

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from agentgym.envs.android.state import (EVENT_TITLES, FILE_EXTS, FILE_STEMS, FIRST_NAMES, LAST_NAMES, NOTE_TITLES,
-                                         NOTE_WORDS, PHRASES, TIMEOUTS, Alarm, Contact, Event, File, Message, Note,
-                                         PhoneState, phone_number, pick)
+from agentgym.envs.android.state import (EVENT_TITLES, FILE_STEMS, FIRST_NAMES, LAST_NAMES, NOTE_TITLES, NOTE_WORDS,
+                                         PHRASES, TIMEOUTS, Alarm, Contact, Event, Message, Note, PhoneState,
+                                         phone_number, pick)
 
 Params = dict[str, Any]
 Rng = np.random.Generator

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Bounds = tuple[int, int, int, int]  # left, top, right, bottom in screen pixels
+SCREEN_HEADER = "Screen elements:"  # heads the element list in every observation
 
 
 @dataclass(eq=False)

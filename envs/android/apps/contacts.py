@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from agentgym.envs.android import widgets as w
 from agentgym.envs.android.apps.common import confirm_dialog, error_dialog, page, show_error, stack_fields
+from agentgym.envs.android.apps.messages import open_conversation
 from agentgym.envs.android.phone import App, Screen, SimPhone
 from agentgym.envs.android.state import Contact
 from agentgym.envs.android.ui import Node
@@ -40,7 +41,7 @@ def _detail(phone: SimPhone, screen: Screen) -> Node:
         c.favorite = not c.favorite
 
     def message() -> None:
-        phone.push(Screen("Messages", "conversation", c.name, fields={}))
+        open_conversation(phone, c.name)
 
     def content(area):
         left, top, right, _ = area

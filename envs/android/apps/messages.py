@@ -12,6 +12,12 @@ from agentgym.envs.android.ui import Node
 PKG = "com.google.android.apps.messaging"
 
 
+def open_conversation(phone: SimPhone, peer: str, replace: bool = False) -> None:
+    """Show the thread with `peer`, scrolled to its newest message (the list clamps the offset)."""
+    screen = Screen("Messages", "conversation", peer, scroll=10**9)
+    phone.replace(screen) if replace else phone.push(screen)
+
+
 def _list(phone: SimPhone, screen: Screen) -> Node:
     convs = sorted(phone.state.conversations, key=lambda c: c.messages[-1].time if c.messages else "", reverse=True)
 
@@ -19,7 +25,7 @@ def _list(phone: SimPhone, screen: Screen) -> Node:
         last = c.messages[-1] if c.messages else None
         snippet = ("You: " if last and last.outgoing else "") + (last.text if last else "")
         return lambda b: w.list_row(PKG, "conversation_row", c.peer, snippet, b,
-                                    lambda: phone.push(Screen("Messages", "conversation", c.peer)))
+                                    lambda: open_conversation(phone, c.peer))
 
     return page(phone, PKG, "Messages", lambda area: [w.scroll_list(screen, PKG, "conversation_list", area,
                                                                     [(w.ROW_H, row(c)) for c in convs], "No conversations")],
@@ -47,9 +53,6 @@ def _conversation(phone: SimPhone, screen: Screen) -> Node:
 
     def content(area):
         left, top, right, bottom = area
-        if screen.scroll == 0 and not screen.fields.get("_opened"):
-            screen.fields["_opened"] = "1"
-            screen.scroll = 10**9  # a thread opens at its newest message
         thread = w.scroll_list(screen, PKG, "messages_list", (left, top, right, bottom - 200),
                                [(w.ROW_H, bubble(m)) for m in messages], "No messages yet")
         compose = w.text_field(phone, screen, "message", "Text message", (left + w.MARGIN, bottom - 184, right - 200, bottom - 16), PKG)
@@ -67,7 +70,7 @@ def _new(phone: SimPhone, screen: Screen) -> Node:
         if not text.strip():
             return show_error(phone, "The message is empty.")
         peer = phone.state.send_message(to, text)
-        phone.replace(Screen("Messages", "conversation", peer))
+        open_conversation(phone, peer, replace=True)
 
     def content(area):
         nodes = stack_fields(phone, screen, PKG, area, [("to", "To: name or phone number"), ("message", "Text message")])
