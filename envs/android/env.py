@@ -43,6 +43,8 @@ INSTRUCTIONS = """You operate an Android phone to accomplish the user's goal. Ea
 
 
 class AndroidEnv(TextEnv):
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+
     def __init__(self, task: str | None = None, difficulty: int | None = None, screenshots: bool = False,
                  screenshot_scale: float = 0.5, backend: str = "sim", goal: str | None = None,
                  adb: dict[str, Any] | None = None, limits: EnvLimits | dict | None = None, render_mode: str | None = None):
@@ -120,11 +122,7 @@ class AndroidEnv(TextEnv):
     def _observation(self, text: str) -> dict[str, Any]:
         images = []
         if self.screenshots and self.device is not None:
-            if isinstance(self.device, SimPhone):
-                png = self.device.screenshot_png(self.screenshot_scale)
-            else:
-                png = self.device.screenshot_png()
-            images.append(base64.b64encode(png).decode("ascii"))
+            images.append(base64.b64encode(self._screenshot_png()).decode("ascii"))
         return Observation(text=text, role="user", images=images).model_dump()
 
     def success(self) -> bool | None:
@@ -186,6 +184,31 @@ class AndroidEnv(TextEnv):
             info["success"] = None if state_ok is None else bool(state_ok and declared)
             reward = 1.0 if info["success"] else 0.0
         return obs, reward, terminated, info
+
+    def render(self):  # type: ignore[override]
+        """``rgb_array``: the current screen as an HxWx3 uint8 array; ``ansi``: the transcript."""
+        if self.render_mode != "rgb_array":
+            return super().render()
+        if self.device is None:
+            return None
+        import io
+
+        import numpy as np
+        from PIL import Image
+
+        png = self._screenshot_png()
+        return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+    def _screenshot_png(self) -> bytes:
+        assert self.device is not None
+        if isinstance(self.device, SimPhone):
+            return self.device.screenshot_png(self.screenshot_scale)
+        return self.device.screenshot_png()
+
+    def fork(self) -> AndroidEnv | None:
+        """A copy of the simulated phone in its current state; a real device cannot be copied (None: the
+        rollout engine replays the action prefix instead)."""
+        return None if self.backend == "adb" else super().fork()  # type: ignore[return-value]
 
     def close(self) -> None:
         self.device = None

@@ -232,3 +232,13 @@ def test_registered_and_rolled_out_with_the_expert(tokenizer):
                            lambda: agentgym.make("agentgym/Android-v0", difficulty=2), env_id="agentgym/Android-v0")
     trees = engine.run([Task(seed=s) for s in range(4)])
     assert all(t.leaf_reward(t.leaves()[0]) == 1.0 for t in trees)
+
+
+def test_rgb_array_render_is_the_screenshot():
+    env = AndroidEnv(task="wifi_off", render_mode="rgb_array")
+    assert env.render() is None
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.shape == (1200, 540, 3) and frame.dtype == np.uint8
+    env.step('{"action_type": "open_app", "app_name": "Settings"}')
+    assert (env.render() != frame).any()

@@ -26,9 +26,9 @@ def _list(phone: SimPhone, screen: Screen) -> Node:
             left, top, right, bottom = b
             sw = w.switch(PKG, "onoff", a.enabled, (right - 192, top + 44, right - w.MARGIN, bottom - 44), toggle,
                           desc=f"{a.time} alarm")
+            fields = {"hour": str(a.hour), "minute": f"{a.minute:02d}", "label": a.label}
             return w.list_row(PKG, "alarm_row", a.time, a.label, b,
-                              lambda: phone.push(Screen("Clock", "edit", (a.hour, a.minute),
-                                                        fields={"hour": str(a.hour), "minute": f"{a.minute:02d}", "label": a.label})),
+                              lambda: phone.push(Screen("Clock", "edit", (a.hour, a.minute), fields=dict(fields))),
                               trailing=sw)
         return make
 

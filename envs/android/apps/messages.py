@@ -46,17 +46,23 @@ def _conversation(phone: SimPhone, screen: Screen) -> Node:
     def bubble(m: Message):
         def make(b):
             left, top, right, bottom = b
-            box = (left + 300, top + 12, right - w.MARGIN, bottom - 12) if m.outgoing else (left + w.MARGIN, top + 12, right - 300, bottom - 12)
-            return Node(cls="android.widget.LinearLayout", package=PKG, bounds=b, children=[
-                w.text_view(m.text, box, PKG, "message_text", content_desc=f"{'You' if m.outgoing else screen.arg} said {m.text} at {m.time}")])
+            if m.outgoing:  # sent bubbles on the right, received on the left
+                box = (left + 300, top + 12, right - w.MARGIN, bottom - 12)
+            else:
+                box = (left + w.MARGIN, top + 12, right - 300, bottom - 12)
+            who = "You" if m.outgoing else screen.arg
+            bubble = w.text_view(m.text, box, PKG, "message_text", content_desc=f"{who} said {m.text} at {m.time}")
+            return Node(cls="android.widget.LinearLayout", package=PKG, bounds=b, children=[bubble])
         return make
 
     def content(area):
         left, top, right, bottom = area
         thread = w.scroll_list(screen, PKG, "messages_list", (left, top, right, bottom - 200),
                                [(w.ROW_H, bubble(m)) for m in messages], "No messages yet")
-        compose = w.text_field(phone, screen, "message", "Text message", (left + w.MARGIN, bottom - 184, right - 200, bottom - 16), PKG)
-        send_button = w.icon_button("Send SMS", (right - 184, bottom - 184, right - 16, bottom - 16), PKG, "send_message_button", do_send)
+        compose = w.text_field(phone, screen, "message", "Text message",
+                               (left + w.MARGIN, bottom - 184, right - 200, bottom - 16), PKG)
+        send_button = w.icon_button("Send SMS", (right - 184, bottom - 184, right - 16, bottom - 16), PKG,
+                                    "send_message_button", do_send)
         return [thread, compose, send_button]
 
     return page(phone, PKG, screen.arg, content)
