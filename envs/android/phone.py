@@ -114,9 +114,12 @@ class SimPhone:
         if dialog is not None and not dialog.contains(x, y):
             self.screen.dialog = None  # a tap outside a dialog dismisses it
         else:
+            had_dialog = self.screen.dialog is not None
             node = hit_test(self.tree(), x, y, is_tappable)
             if node is not None and node.on_click is not None:
                 node.on_click()
+            if not had_dialog and self.screen.dialog is not None:
+                self.screen.focus = None  # a dialog window takes the focus: the keyboard goes away
         self._changed()
 
     def long_press(self, x: int, y: int) -> None:

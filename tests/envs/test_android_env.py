@@ -242,3 +242,50 @@ def test_rgb_array_render_is_the_screenshot():
     assert frame.shape == (1200, 540, 3) and frame.dtype == np.uint8
     env.step('{"action_type": "open_app", "app_name": "Settings"}')
     assert (env.render() != frame).any()
+
+
+def _step(env: AndroidEnv, **action) -> str:
+    obs, *_ = env.step(json.dumps(action))
+    return obs
+
+
+def test_forms_validate_and_dialogs_dismiss_like_android():
+    env = AndroidEnv(task="add_event")
+    env.reset(seed=0)
+    _step(env, action_type="open_app", app_name="Calendar")
+    n = len(env.device.state.events)
+    _step(env, action_type="click", index=_index(env, desc="Create new event"))
+    _step(env, action_type="input_text", text="Dentist", index=_index(env, id="title"))
+    _step(env, action_type="input_text", text="14 March", index=_index(env, id="date"))
+    obs = _step(env, action_type="click", index=_index(env, id="save"))
+    assert '"Can\'t save"' in obs and "YYYY-MM-DD" in obs and len(env.device.state.events) == n
+    assert '"New event"' not in obs  # the dialog's window hides the form from the accessibility tree
+    obs = _step(env, action_type="click", x=540, y=300)  # a tap outside the dialog dismisses it
+    assert '"New event"' in obs and "Can't save" not in obs
+    _step(env, action_type="click", index=_index(env, id="save"))
+    obs = _step(env, action_type="navigate_back")  # so does back
+    assert '"New event"' in obs and len(env.device.state.events) == n
+
+
+def test_contact_page_opens_the_conversation_and_back_returns():
+    env = AndroidEnv(task="send_message")
+    env.reset(seed=2)
+    _step(env, action_type="open_app", app_name="Contacts")
+    name = sorted(c.name for c in env.device.state.contacts)[0]
+    _step(env, action_type="click", index=_index_text(env, name))
+    obs = _step(env, action_type="click", index=_index_text(env, "Message"))
+    assert f'TextView "{name}" id=toolbar_title' in obs and 'desc="Send SMS"' in obs
+    _step(env, action_type="input_text", text="hi there", index=_index(env, id="message"))
+    obs = _step(env, action_type="click", index=_index(env, desc="Send SMS"))
+    assert '"hi there" desc="You said hi there' in obs
+    assert env.device.state.conversation(name).messages[-1].text == "hi there"
+    obs = _step(env, action_type="navigate_back")  # the keyboard stays up after sending: back hides it first
+    assert 'desc="Send SMS"' in obs and not env.device.keyboard_shown
+    obs = _step(env, action_type="navigate_back")
+    assert f'TextView "{name}" id=toolbar_title' in obs and '"Edit"' in obs  # back on the contact's page
+
+
+def _index_text(env: AndroidEnv, text: str) -> int:
+    from agentgym.envs.android.ui import elements
+
+    return next(i for i, n in enumerate(elements(env.device.tree())) if n.text == text and "clock" not in n.resource_id)
