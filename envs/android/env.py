@@ -131,6 +131,13 @@ class AndroidEnv(TextEnv):
             return None
         return self.template.check(self.initial, self.device.state, self.params)
 
+    def step(self, action: str | bytes) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = super().step(action)
+        if truncated and "success" not in info:  # the last turn was rejected before reaching the phone
+            info["state_check"] = self.success()
+            info["success"] = None if info["state_check"] is None else False
+        return obs, reward, terminated, truncated, info
+
     def _step(self, text: str) -> tuple[str, float, bool, dict[str, Any]]:
         from agentgym.envs.android.uiautomator import DumpError
 

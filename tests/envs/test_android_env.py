@@ -156,6 +156,15 @@ def test_errors_are_observations_and_the_episode_goes_on():
     assert not info["errors"] and '"Contacts"' in obs
 
 
+def test_the_last_turn_always_reports_success():
+    env = AndroidEnv(task="wifi_off", limits={"max_turns": 2})
+    env.reset(seed=0)
+    env.step('{"action_type": "wait"}')
+    _, reward, terminated, truncated, info = env.step(b"\xff not utf-8")
+    assert truncated and not terminated and reward == 0.0
+    assert info["success"] is False and info["state_check"] is False and info["action_error"]
+
+
 def test_keyboard_back_and_text_fields_behave_like_a_phone():
     env = AndroidEnv(task="create_note")
     env.reset(seed=0)
