@@ -22,33 +22,57 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+Namespace = Annotated[Optional[str], typer.Option(help="Only envs of this namespace (e.g. agentgym, mypkg).")]
+
+
+def _env_ids(namespace: str | None) -> list[str]:
+    from agentgym.registry import list_envs, namespaces
+
+    ids = list_envs(namespace)
+    if namespace is not None and not ids:
+        fail(f"no envs in namespace {namespace!r}; namespaces: {', '.join(namespaces()) or '(none)'}")
+    return ids
+
+
 @envs_app.command("list")
-def envs_list() -> None:
-    """List registered env ids and their entry points."""
+def envs_list(namespace: Namespace = None) -> None:
+    """List registered env ids (built-in and every installed plugin's) and their entry points."""
     import gymnasium
 
-    from agentgym.registry import list_envs
+    from agentgym.registry import env_origin, plugin_errors
 
-    table = Table("id", "entry point", "kwargs")
-    for env_id in list_envs():
+    table = Table()
+    table.add_column("id", no_wrap=True)  # ids are what users copy: never cut
+    table.add_column("entry point", overflow="fold")
+    table.add_column("kwargs", overflow="fold")
+    table.add_column("registered by")
+    for env_id in _env_ids(namespace):
         spec = gymnasium.registry[env_id]
-        table.add_row(env_id, str(spec.entry_point), str(spec.kwargs or ""))
+        table.add_row(env_id, str(spec.entry_point), str(spec.kwargs or ""), env_origin(env_id))
     console.print(table)
+    for problem in plugin_errors():  # its envs are missing from the table: say why
+        console.print(f"[red]broken plugin:[/] {problem}", highlight=False)
 
 
 @app.command("check-env")
 def check_env_cmd(
     env_id: Annotated[Optional[str], typer.Argument(help="Env id, e.g. agentgym/Calculator-v0.")] = None,
-    all_envs: Annotated[bool, typer.Option("--all", help="Check every registered env.")] = False,
+    all_envs: Annotated[bool, typer.Option("--all", help="Check every registered env (every namespace).")] = False,
+    namespace: Namespace = None,
 ) -> None:
     """Run Gymnasium's check_env and agentgym's conformance checks on one env or all of them."""
     from agentgym.check import check_env_id
-    from agentgym.registry import UnknownEnvError, list_envs, spec
+    from agentgym.registry import UnknownEnvError, plugin_errors, spec
 
     if all_envs == (env_id is not None):
         fail("give an env id or --all (not both)")
-    ids = list_envs() if all_envs else [env_id]
+    ids = _env_ids(namespace) if all_envs else [env_id]
     failed = 0
+    if all_envs:  # a plugin that failed to load has envs nobody can check: that is a failed check
+        for problem in plugin_errors():
+            failed += 1
+            console.print(f"[red]FAIL[/] {problem}; fix the plugin (run `python -c \"import {problem.target.split(':')[0]}\"` "
+                          "to see the traceback)", highlight=False)
     for i in ids:
         try:
             spec(i)

@@ -14,7 +14,6 @@ as an `agentgym.trajectory.Observation` dict, so text-only tooling sees a plain 
 from __future__ import annotations
 
 import asyncio
-import copy
 from typing import Any
 
 import gymnasium
@@ -158,10 +157,11 @@ class TextEnv(gymnasium.Env[str, str]):
 
     # ---- branching --------------------------------------------------------------------------------
     def fork(self) -> TextEnv | None:
-        """An independent copy of this env in its current state, or None if the env cannot be copied
-        (the rollout engine then replays the action prefix in a fresh env). Pure-Python envs get a deep
-        copy; envs holding processes or sockets must override this or return None."""
-        return copy.deepcopy(self)
+        """An independent copy of this env in its current state, or None: "replay the prefix" (the
+        rollout engine then makes a fresh env, resets it with the same seed and task, and replays the
+        actions so far). The default is None, never a deep copy: copying an env that holds a process, a
+        JVM, a browser or an index is a trap. Envs whose state is cheap to copy override this."""
+        return None
 
 
 def observation_from(obs: Any, info: dict[str, Any]) -> Observation:
