@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -18,7 +19,9 @@ console = Console()
 
 
 def fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)  # one line
     raise typer.Exit(code)
 
 
@@ -100,41 +103,51 @@ def run_cmd(
     model: Annotated[Optional[str], typer.Option(help="Model name for openai: policies.")] = None,
     env_kwarg: Annotated[Optional[list[str]], typer.Option("--env-kwarg", help="key=value passed to the env.")] = None,
 ) -> None:
-    """Roll out a policy on an env, store the trajectory trees, print a summary."""
-    import yaml
+    """Roll out a policy on an env, store the trajectory trees, print a summary.
 
+    Trees are appended to OUT/trajectories.jsonl as each task finishes, and OUT/run.json records how to
+    reproduce the run. Exits 1 (printing the causes) if episodes failed to start or every path failed;
+    Ctrl-C stops within seconds and keeps the trees that finished."""
     from agentgym.policies import make_policy
-    from agentgym.registry import EnvImportError, UnknownEnvError, make, spec
+    from agentgym.registry import EnvImportError, EnvKwargsError, UnknownEnvError, check_env_kwargs, make
     from agentgym.rollout import RolloutConfig, RolloutEngine, RolloutError
+    from agentgym.runs import RunInfo, all_failed, causes, parse_env_kwargs, start_failures, tokenizer_name, versions
     from agentgym.store import TrajectoryStore
 
     try:
-        spec(env_id)
-    except UnknownEnvError as e:
-        fail(str(e))
-    kwargs = {}
-    for item in env_kwarg or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            fail(f"--env-kwarg {item!r} must look like key=value")
-        kwargs[key] = yaml.safe_load(value)
-    try:
-        make(env_id, **kwargs).close()  # fail on bad kwargs before loading a model
+        kwargs = parse_env_kwargs(env_kwarg)
+        check_env_kwargs(env_id, kwargs)  # fail on a bad id or bad kwargs before loading a model
         pol = make_policy(policy, **({"model": model} if model else {}))
-    except (EnvImportError, TypeError, ValueError, FileNotFoundError) as e:
+    except (UnknownEnvError, EnvImportError, EnvKwargsError, TypeError, ValueError, FileNotFoundError) as e:
         fail(str(e))
+    seeds = [seed + i for i in range(episodes)]
+    RunInfo(env_id=env_id, env_kwargs=kwargs, policy=policy, tokenizer=tokenizer_name(policy), seeds=seeds,
+            group_size=group_size, temperature=temperature, versions=versions(), command=sys.argv).write(out)
     store = TrajectoryStore(out / "trajectories.jsonl")
+    finished: list = []
+
+    def keep(tree) -> None:  # appended as each task finishes: a crash or Ctrl-C loses only live tasks
+        store.append(tree)
+        finished.append(tree)
+
     engine = RolloutEngine(pol, lambda: make(env_id, **kwargs), env_id=env_id,
                            config=RolloutConfig(group_size=group_size, temperature=temperature),
-                           progress=True, on_tree=store.append)
+                           progress=True, on_tree=keep)
     try:
-        trees = engine.run([seed + i for i in range(episodes)])
+        trees = engine.run(seeds)
     except RolloutError as e:
         fail(str(e), code=1)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted:[/] kept {len(finished)} finished tree(s) in {store.path}")
+        raise
     finally:
         pol.close()
     console.print(summary_table(trees, engine.stats, title=f"{env_id} — {policy}"))
     console.print(f"trajectories: {store.path}")
+    not_started = start_failures(trees)
+    if not_started or all_failed(trees):
+        what = f"{len(not_started)} episode(s) failed to start" if not_started else "every path failed"
+        fail(f"{what}: " + "; ".join(causes(trees)), code=1)
 
 
 def summary_table(trees: list, stats: dict, title: str = "") -> Table:
@@ -148,6 +161,11 @@ def summary_table(trees: list, stats: dict, title: str = "") -> Table:
     table.add_row("turns per trajectory", f"{m['turns']:.2f}")
     table.add_row("tool calls per trajectory", f"{m['tool_calls']:.2f}")
     table.add_row("tool/format errors", f"{m['errors']:.0f}")
+    from agentgym.runs import failure_counts
+
+    counts = failure_counts(trees)
+    table.add_row("failed paths", ", ".join(f"{stage} {kind}: {n}" for (stage, kind), n in sorted(counts.items()))
+                  if counts else "0")
     table.add_row("generated tokens/s", f"{stats.get('tokens_per_s', 0):.1f}")
     table.add_row("wall time", f"{stats.get('wall_s', 0):.1f} s")
     return table
@@ -201,7 +219,11 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        sys.exit(130)
+        # What finished is already on disk (stores append and fsync per tree). Exit now rather than join
+        # worker threads still inside a model call or a hung env (interpreter shutdown would wait for them).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 import gymnasium
-from gymnasium.envs.registration import EnvSpec
+from gymnasium.envs.registration import EnvSpec, load_env_creator
 
 NAMESPACE = "agentgym"
 ENTRY_POINT_GROUP = "agentgym.envs"
@@ -36,6 +36,10 @@ BUILTIN_ENVS: dict[str, tuple[str, dict[str, Any]]] = {
 
 class EnvImportError(ImportError):
     """An env or an env plugin could not be imported."""
+
+
+class EnvKwargsError(ValueError):
+    """The keyword arguments given for an env (``--env-kwarg``, ``env.kwargs`` in a config) are wrong."""
 
 
 class UnknownEnvError(KeyError):
@@ -142,6 +146,37 @@ def spec(env_id: str) -> EnvSpec:
         broken = "".join(f" ({e})" for e in _plugin_errors)  # the env may belong to a plugin that failed
         raise UnknownEnvError(f"unknown env id {env_id!r}.{hint}{broken}")
     return gymnasium.registry[env_id]
+
+
+def check_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> None:
+    """Fail with one line naming the bad key before any work starts: an argument the env's constructor does
+    not take (with the nearest one it does), or a value it rejects when the env is made once and closed.
+    Shared by `agentgym run` and training configs."""
+    import inspect
+
+    import pydantic
+
+    env_spec = spec(env_id)
+    try:
+        creator = load_env_creator(env_spec.entry_point) if isinstance(env_spec.entry_point, str) else env_spec.entry_point
+    except (ImportError, AttributeError) as e:
+        raise EnvImportError(f"env {env_id!r} ({env_spec.entry_point}) failed to import: {type(e).__name__}: {e}") from e
+    try:
+        params = inspect.signature(creator).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if params and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        accepted = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        for key in kwargs:
+            if key not in accepted:
+                close = difflib.get_close_matches(key, accepted, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise EnvKwargsError(f"env {env_id!r} has no argument {key!r}; {hint}it takes: {', '.join(accepted)}")
+    try:
+        make(env_id, **kwargs).close()
+    except (TypeError, ValueError, pydantic.ValidationError) as e:
+        detail = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        raise EnvKwargsError(f"env {env_id!r} rejected its arguments {kwargs}: {type(e).__name__}: {detail}") from e
 
 
 def make(env_id: str, **kwargs: Any) -> gymnasium.Env:

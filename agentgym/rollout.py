@@ -189,8 +189,8 @@ class RolloutEngine:
             pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
             for task in pending:
                 task.cancel()
-            if pending:
-                loop.run_until_complete(_drain(pending))
+            if pending:  # paths close their envs as they unwind; bounded, so Ctrl-C returns in seconds
+                loop.run_until_complete(asyncio.wait(pending, timeout=_UNWIND_S))
             loop.run_until_complete(loop.shutdown_asyncgens())
             executor.shutdown(wait=False, cancel_futures=True)
             loop.close()
@@ -444,8 +444,7 @@ class RolloutEngine:
                                                              "error": f"prefix replay: {e.failure.error}"})) from e
 
 
-async def _drain(tasks: list[asyncio.Task]) -> None:
-    await asyncio.gather(*tasks, return_exceptions=True)
+_UNWIND_S = 2.0  # how long interrupted paths get to close their envs before the loop is closed
 
 
 def _assert_token_exact(tree: TrajectoryTree, node: Turn, context: list[int], gen: Generation) -> None:
@@ -486,6 +485,19 @@ class _progress:
     def __enter__(self) -> Callable[[TrajectoryTree], None]:
         if not self.enabled:
             return lambda tree: None
+        import sys
+
+        if not sys.stdout.isatty():  # a log file or a pipe: plain lines, no control codes
+            start, rewards = time.perf_counter(), []
+
+            def line(tree: TrajectoryTree) -> None:
+                rewards.extend(tree.leaf_reward(i) for i in tree.leaves())
+                done = getattr(line, "done", 0) + 1
+                line.done = done  # type: ignore[attr-defined]
+                print(f"rollout {done}/{self.total} tasks  reward {sum(rewards) / max(len(rewards), 1):.2f}  "
+                      f"{time.perf_counter() - start:.1f} s", flush=True)
+
+            return line
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self._bar = Progress(TextColumn("rollout"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -501,5 +513,5 @@ class _progress:
         return advance
 
     def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
+        if getattr(self, "_bar", None) is not None:
             self._bar.stop()

@@ -35,9 +35,18 @@ class ScriptedPolicy(Policy):
     @classmethod
     def from_spec(cls, target: str, **kwargs: Any) -> ScriptedPolicy:
         module, _, name = target.partition(":")
-        if not name:
+        if not module or not name:
             raise ValueError(f"scripted policy needs 'module:function', got {target!r}")
-        fn = getattr(importlib.import_module(module), name)
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as e:
+            raise ValueError(f"scripted policy {target!r}: cannot import {module!r} ({type(e).__name__}: {e})") from e
+        fn = getattr(mod, name, None)
+        if not callable(fn):
+            public = [n for n, v in vars(mod).items() if callable(v) and not n.startswith("_")
+                      and getattr(v, "__module__", None) == mod.__name__]
+            raise ValueError(f"scripted policy {target!r}: {module} has no function {name!r}"
+                             + (f" (it has: {', '.join(sorted(public)[:8])})" if public else ""))
         return cls(fn, **kwargs)
 
     def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
