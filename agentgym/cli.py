@@ -138,8 +138,9 @@ def run_cmd(
     except RolloutError as e:
         fail(str(e), code=1)
     except KeyboardInterrupt:
+        pol.close()
         console.print(f"[yellow]interrupted:[/] kept {len(finished)} finished tree(s) in {store.path}")
-        raise
+        exit_interrupted()
     finally:
         pol.close()
     console.print(summary_table(trees, engine.stats, title=f"{env_id} — {policy}"))
@@ -215,15 +216,20 @@ def _mount_subcommands() -> None:
 _mount_subcommands()
 
 
+def exit_interrupted() -> None:
+    """Ctrl-C: what finished is already on disk (stores append and fsync per tree). Exit now rather than
+    join worker threads still inside a model call or a hung env, which interpreter shutdown would wait for
+    (click would also turn the interrupt into a plain exit 1)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
+
+
 def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        # What finished is already on disk (stores append and fsync per tree). Exit now rather than join
-        # worker threads still inside a model call or a hung env (interpreter shutdown would wait for them).
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(130)
+        exit_interrupted()
 
 
 if __name__ == "__main__":
