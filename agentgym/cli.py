@@ -62,8 +62,13 @@ def check_env_cmd(
     env_id: Annotated[Optional[str], typer.Argument(help="Env id, e.g. agentgym/Calculator-v0.")] = None,
     all_envs: Annotated[bool, typer.Option("--all", help="Check every registered env (every namespace).")] = False,
     namespace: Namespace = None,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show every warning a check raised.")] = False,
 ) -> None:
-    """Run Gymnasium's check_env and agentgym's conformance checks on one env or all of them."""
+    """Run Gymnasium's check_env and agentgym's conformance checks on one env or all of them.
+
+    The random and scripted agents run through the rollout engine, as `agentgym run` would."""
+    from rich.markup import escape
+
     from agentgym.check import check_env_id
     from agentgym.registry import UnknownEnvError, plugin_errors, spec
 
@@ -82,10 +87,15 @@ def check_env_cmd(
         except UnknownEnvError as e:
             fail(str(e))
         table = Table("check", "result", "detail", title=i)
-        for r in check_env_id(i):
+        results = check_env_id(i)
+        for r in results:
             failed += not r.ok
-            table.add_row(r.name, "[green]pass[/]" if r.ok else "[red]FAIL[/]", r.detail)
+            detail = escape(r.detail) + (f"\n[bold]fix:[/] {escape(r.fix)}" if not r.ok and r.fix else "")
+            table.add_row(r.name, "[green]pass[/]" if r.ok else "[red]FAIL[/]", detail)
         console.print(table)
+        for r in results if verbose else []:
+            for w in r.warnings:
+                console.print(f"[yellow]warning[/] ({r.name}): {escape(w)}", highlight=False)
     if failed:
         fail(f"{failed} check(s) failed", code=1)
     console.print(f"[green]all checks passed for {len(ids)} env(s)[/]")
