@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from agentgym.contract import Capabilities, EnvContractError, ResetInfo, StepInfo, validate_info
 from agentgym.env import EnvLimits, TextEnv, observation_from
 from agentgym.env_calls import EnvCaller, EnvCallFailed, PathFailure
 from agentgym.policies.base import Generation, GenerationRequest, Policy, SamplingParams
@@ -277,6 +278,7 @@ class RolloutEngine:
             try:
                 env = await self.calls.make(self.env_factory)
                 obs, info = await self._env_call("reset", env, seed=group.spec.seed, options=options)
+                self._check_info(ResetInfo, info, "reset")
             except EnvCallFailed as e:
                 _record_failure(group.tree, e.failure, serial)
                 if e.failure.stage != "factory" and not (e.failure.error_type == "timeout"):
@@ -350,11 +352,19 @@ class RolloutEngine:
             return await self.calls.call_async(stage, getattr(env, "a" + stage)(*args, **kwargs))
         return await self.calls.call(stage, method, *args, env=env, **kwargs)
 
+    def _check_info(self, model: type, info: Any, call: str) -> None:
+        """The info keys the engine reads, typed (`agentgym.contract`); a bad one ends the path, named."""
+        try:
+            validate_info(model, info, self.env_id, call)
+        except EnvContractError as e:
+            raise EnvCallFailed(PathFailure(stage=call, error_type="infra_error", error=str(e))) from e
+
     async def _step(self, path: PathState, node: Turn, gen: Generation) -> bool:
         """Step the env with the action; record the outcome. Returns whether the path continues."""
         t0 = time.perf_counter()
         try:
             obs, reward, terminated, truncated, info = await self._env_call("step", path.env, node.action_text)
+            self._check_info(StepInfo, info, "step")
         except EnvCallFailed as e:
             failure = e.failure
             node.tool_calls.append(ToolCallRecord(name="(env.step)", error_type=failure.error_type, error=failure.error))
@@ -406,10 +416,9 @@ class RolloutEngine:
             # sampled turn saw. Envs that cannot fork are rebuilt by replay inside the branch.
             forked: Any = None
             fork_failure: PathFailure | None = None
-            fork = getattr(path.env, "fork", None)
-            if fork is not None:
+            if Capabilities.of(path.env).can_fork:  # declared; otherwise replay the prefix
                 try:
-                    forked = await self.calls.call("fork", fork, env=path.env)
+                    forked = await self.calls.call("fork", path.env.fork, env=path.env)
                 except EnvCallFailed as e:  # ends only the branch; the parent path goes on
                     fork_failure = e.failure
 

@@ -136,6 +136,8 @@ class CalculatorEnv(ToolEnv):
         return {"kind": kind, "question": f"Convert {value} {src} to {dst}. Round to 2 decimals.",
                 "answer": round(answer, 2), "value": value, "from_unit": src, "to_unit": dst}
 
+    can_fork = True
+
     def fork(self) -> CalculatorEnv:
         """Pure-Python state (the task, the turn count, the rng): a deep copy is cheap and exact."""
         return copy.deepcopy(self)

@@ -158,6 +158,7 @@ class Faulty(TextEnv):
     "replay-hang" (the env made for a prefix replay hangs in reset)."""
 
     made = 0
+    can_fork = True  # fork() is tried; returning None still means "replay the prefix"
 
     def __init__(self, mode: str):
         Faulty.made += 1
@@ -222,3 +223,36 @@ def test_step_that_raises_is_recorded_as_typed_failure():
     assert [(f["stage"], f["error_type"]) for f in failures] == [("step", "infra_error")] * 2
     assert all("parser state corrupted" in f["error"] for f in failures)
     assert all(n.tool_calls[0].error_type == "infra_error" for n in tree.nodes)
+
+
+def test_bad_info_key_ends_the_path_naming_env_and_key():
+    class BadInfo(Cave):
+        def _step(self, action):
+            return "ok", 0.0, False, {"tool_calls": [{"name": "look", "error_type": "exploded"}]}
+
+    policy = ScriptedPolicy(lambda context: "look", load_tokenizer("tiny"))
+    (tree,) = RolloutEngine(policy, BadInfo, env_id="test/BadInfo-v0").run([0])
+    (failure,) = tree.meta["failed_paths"]
+    assert failure["stage"] == "step" and failure["error_type"] == "infra_error"
+    assert "env test/BadInfo-v0: step() returned a bad info['tool_calls'][0]['error_type']" in failure["error"]
+
+
+def test_textenv_fork_defaults_to_replaying_the_prefix():
+    class Counter(TextEnv):
+        def _reset(self, options):
+            self.n = 0
+            return "0", {}
+
+        def _step(self, action):
+            self.n += 1
+            return str(self.n), 0.0, self.n >= 3, {}
+
+    env = Counter()
+    env.reset(seed=0)
+    assert env.fork() is None and not env.can_fork
+    policy = ScriptedPolicy(lambda context: "inc", load_tokenizer("tiny"))
+    (tree,) = RolloutEngine(policy, Counter, config=RolloutConfig(max_trajectories=2),
+                            strategy=BranchFirstTurn()).run([0])
+    assert len(tree.leaves()) == 2 and "failed_paths" not in tree.meta
+    for leaf in tree.leaves():  # the replayed branch continues from the same state as its sibling
+        assert [n.observation.text for n in tree.path(leaf)] == ["1", "2", "3"]
