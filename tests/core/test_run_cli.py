@@ -81,6 +81,9 @@ def test_run_writes_run_json_and_replay_reexecute_reproduces_env_kwargs(tmp_path
     assert info["seeds"] == [0, 1] and info["tokenizer"] == "embedded" and info["policy"] == EXPERT
     assert {"agentgym", "gymnasium", "python"} <= set(info["versions"])
     assert all(t.nodes[-1].truncated for t in TrajectoryStore(run_dir / "trajectories.jsonl").read_all())
+    from agentgym.viewer.tokens import choose_tokenizer
+
+    assert choose_tokenizer(run_dir).exact  # the viewer decodes the run's tokens with the recorded tokenizer
 
     result = runner.invoke(app, ["replay", str(run_dir), "--reexecute"])
     assert result.exit_code == 0, result.output
