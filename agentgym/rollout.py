@@ -281,7 +281,7 @@ class RolloutEngine:
                 self._check_info(ResetInfo, info, "reset")
             except EnvCallFailed as e:
                 _record_failure(group.tree, e.failure, serial)
-                if e.failure.stage != "factory" and not (e.failure.error_type == "timeout"):
+                if e.failure.stage != "factory" and e.failure.error_type != "timeout":
                     await self.calls.close(env)  # a hung env is abandoned, never touched again
                 return
             first = observation_from(obs, info)
