@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import platform
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -130,7 +129,3 @@ def causes(trees: list[TrajectoryTree], limit: int = 3) -> list[str]:
     """The distinct failure messages, most frequent first."""
     common = Counter(f"{f['stage']} {f['error_type']}: {f['error']}" for f in failed_paths(trees)).most_common(limit)
     return [f"{text} (x{n})" if n > 1 else text for text, n in common]
-
-
-def is_terminal() -> bool:
-    return sys.stdout.isatty()
