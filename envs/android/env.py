@@ -212,10 +212,12 @@ class AndroidEnv(TextEnv):
             return self.device.screenshot_png(self.screenshot_scale)
         return self.device.screenshot_png()
 
+    can_fork = True  # the simulated phone is plain Python state: a deep copy is exact and cheap
+
     def fork(self) -> AndroidEnv | None:
         """A copy of the simulated phone in its current state; a real device cannot be copied (None: the
         rollout engine replays the action prefix instead)."""
-        return None if self.backend == "adb" else super().fork()  # type: ignore[return-value]
+        return None if self.backend == "adb" else copy.deepcopy(self)
 
     def close(self) -> None:
         self.device = None
