@@ -62,6 +62,8 @@ class RolloutConfig(Section):
     top_p: float = Field(default=1.0, gt=0, le=1)
     step_timeout_s: float = Field(default=60.0, gt=0, description="Backstop for an env step; tools have their "
                                   "own, shorter timeouts.")
+    env_timeout_s: float = Field(default=120.0, gt=0, description="Bound on the env factory, reset, fork, close "
+                                 "and each call of a prefix replay.")
     max_batch_size: int = Field(default=64, ge=1)
     batch_wait_s: float = Field(default=0.005, ge=0, description="How long a generation batch waits for paths "
                                 "still in env steps (longer suits slow model backends, e.g. CPU).")
