@@ -132,13 +132,25 @@ def summary_table(trees: list, stats: dict, title: str = "") -> Table:
 @app.command("serve")
 def serve_cmd(
     model: Annotated[str, typer.Argument(help="embedded | tiny | local path | hub id")] = "embedded",
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Beyond loopback only with --token.")] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
+    token: Annotated[Optional[str], typer.Option(envvar="AGENTGYM_SERVE_TOKEN", show_envvar=True,
+                                                 help="Bearer token clients must send (OpenAI clients: api_key).")] = None,
+    allow_host: Annotated[Optional[list[str]], typer.Option(help="Extra Host name to answer (e.g. a proxy's); '*' = any.")] = None,
+    request_timeout: Annotated[float, typer.Option(min=0.1, help="Deadline per request in seconds (waiting included).")] = 300.0,
+    max_model_len: Annotated[Optional[int], typer.Option(min=1, help="Context length (default: the model's).")] = None,
+    max_body_mb: Annotated[float, typer.Option(min=0.001, help="Larger request bodies get 413.")] = 32.0,
 ) -> None:
     """Serve a transformers model over an OpenAI-compatible /v1/completions API (token ids in and out)."""
+    from agentgym.http_guard import InsecureBindError
     from agentgym.policies.server import serve
 
-    serve(model, host=host, port=port)
+    try:
+        serve(model, host=host, port=port, token=token, allowed_hosts=tuple(allow_host or ()),
+              max_body_bytes=int(max_body_mb * 2**20), request_timeout_s=request_timeout,
+              max_model_len=max_model_len, announce=console.print)
+    except InsecureBindError as e:
+        fail(str(e))
 
 
 @app.command("serve-env")
