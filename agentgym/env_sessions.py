@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ class NoSession(LookupError):
 
 
 class SessionBusy(Exception):
-    """Another request is using this session right now."""
+    """Another request kept this session longer than `busy_wait_s`."""
 
 
 @dataclass
@@ -55,18 +56,26 @@ class Slot:
 
 class SessionTable:
     def __init__(self, max_sessions: int, idle_timeout_s: float, max_lifetime_s: float,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, busy_wait_s: float = 120.0):
         self.max_sessions, self.idle_timeout_s, self.max_lifetime_s = max_sessions, idle_timeout_s, max_lifetime_s
+        self.busy_wait_s = busy_wait_s
         self.clock = clock
         self.sessions: dict[str, Session] = {}
         self.reserved = 0
         self.lock = threading.Lock()
+        self.ended: OrderedDict[str, str] = OrderedDict()  # recent session ids -> why they ended (for 404s)
+
+    def _ended(self, sid: str, reason: str) -> None:
+        """Remember why `sid` ended (call with `self.lock` held); the oldest of 4096 are forgotten."""
+        self.ended[sid] = reason
+        while len(self.ended) > 4096:
+            self.ended.popitem(last=False)
 
     def _expiry(self, s: Session, now: float) -> str | None:
         if now - s.created > self.max_lifetime_s:
             return f"reached the maximum lifetime of {self.max_lifetime_s:g} s"
         if not s.lock.locked() and now - s.seen > self.idle_timeout_s:
-            return f"idle for more than {self.idle_timeout_s:g} s"
+            return f"was idle for more than {self.idle_timeout_s:g} s"
         return None
 
     @contextmanager
@@ -86,20 +95,23 @@ class SessionTable:
 
     @contextmanager
     def use(self, sid: str) -> Iterator[Session]:
-        """The session, held by this request alone; an expired one is closed and reported as gone."""
+        """The session, held by this request alone (requests to one session run one after another); an
+        expired one is closed and reported as gone."""
         now = self.clock()
         with self.lock:
             s = self.sessions.get(sid)
             reason = self._expiry(s, now) if s is not None else None
             if reason is not None and s is not None:
                 del self.sessions[sid]
+                self._ended(sid, reason)
+            gone = self.ended.get(sid)
         if s is None:
-            raise NoSession(f"no session {sid!r} (closed, or reaped after timing out)")
+            raise NoSession(f"session {sid!r} was closed: it {gone}" if gone else f"no session {sid!r}")
         if reason is not None:
             self._close(s)
             raise NoSession(f"session {sid!r} was closed: it {reason}")
-        if not s.lock.acquire(blocking=False):
-            raise SessionBusy(f"session {sid!r} is busy with another request; send one request at a time")
+        if not s.lock.acquire(timeout=self.busy_wait_s):
+            raise SessionBusy(f"session {sid!r} stayed busy with another request for {self.busy_wait_s:g} s")
         try:
             s.seen = self.clock()
             yield s
@@ -110,6 +122,8 @@ class SessionTable:
     def close(self, sid: str) -> bool:
         with self.lock:
             s = self.sessions.pop(sid, None)
+            if s is not None:
+                self._ended(sid, "was closed by its client")
         if s is not None:
             self._close(s)
         return s is not None
@@ -118,8 +132,11 @@ class SessionTable:
         """Close every expired session that no request is using; the count closed."""
         now = self.clock()
         with self.lock:
-            stale = [sid for sid, s in self.sessions.items() if self._expiry(s, now) and not s.lock.locked()]
+            stale = {sid: why for sid, s in self.sessions.items()
+                     if (why := self._expiry(s, now)) and not s.lock.locked()}
             gone = [self.sessions.pop(sid) for sid in stale]
+            for sid, why in stale.items():
+                self._ended(sid, why)
         for s in gone:
             self._close(s)
         return len(gone)
