@@ -2,8 +2,9 @@
 ``int(str)``/``Fraction``/``float``) against the new one (anchored possessive patterns, `decimal`), side by
 side at 1k, 10k and 100k characters, with their ratio and the new grader's growth per 10x (linear = ~10x).
 
-The old grader is quadratic: where its predicted time exceeds ``--old-budget`` seconds it is not run and
-the line says so (the prediction, marked ``~``, extrapolates its last measured size quadratically).
+The old grader is quadratic on long numbers: where its predicted time exceeds ``--old-budget`` seconds it is
+not run and the line says so (the prediction, marked ``~``, extrapolates its last two measurements with
+their own growth exponent, quadratic when only one exists).
 Usage: python bench/bench_grading.py [--quick] [--old-budget SECONDS]
 """
 
@@ -18,7 +19,7 @@ from fractions import Fraction
 from agentgym.envs.answers import grade
 from agentgym.parsing import extract_boxed
 
-SIZES = (1_000, 10_000, 100_000)
+SIZES = (1_000, 10_000, 100_000, 1_000_000)
 REFERENCE = 1234.5
 
 # ---- the grader as it was before the fix (kept here only to measure it) ------------------------------
@@ -74,6 +75,18 @@ def timed(fn, text: str, min_total_s: float) -> tuple[float, str]:
     return best, outcome
 
 
+def predict(points: list[tuple[int, float]], n: int) -> float:
+    """Time at length `n` from earlier (length, time) points: their growth exponent, clamped to [1, 2]."""
+    if not points:
+        return 0.0
+    exponent = 2.0
+    if len(points) >= 2:
+        (n1, t1), (n2, t2) = points[-2:]
+        exponent = min(2.0, max(1.0, math.log(t2 / t1) / math.log(n2 / n1)))
+    n0, t0 = points[-1]
+    return t0 * (n / n0) ** exponent
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tighter budget for the old grader, fewer repeats")
@@ -85,15 +98,15 @@ def main() -> None:
     print(f"{'input':9} {'chars':>8} {'old':>12} {'new':>10} {'old/new':>9}  new outcome / old outcome")
     for kind in ("digits", "fraction", "prose"):
         new_times: list[float] = []
-        old_last: tuple[int, float] | None = None
+        old_points: list[tuple[int, float]] = []
         for n in SIZES:
             text = answers(n)[kind]
             new_t, new_out = timed(grade, text, repeat_s)
             new_times.append(new_t)
-            predicted = old_last[1] * (n / old_last[0]) ** 2 if old_last else 0.0
+            predicted = predict(old_points, n)
             if predicted <= budget:
                 old_t, old_out = timed(old_grade, text, repeat_s)
-                old_last = (n, old_t)
+                old_points.append((n, old_t))
                 old_col, ratio = f"{old_t * 1e3:10.2f}ms", f"{old_t / new_t:8.0f}x"
             else:
                 old_out = f"not run (predicted ~{predicted:.0f} s > budget {budget:g} s)"
