@@ -15,7 +15,7 @@ from agentgym.envs.calculator.expert import calculator_expert
 from agentgym.http_guard import InsecureBindError
 from agentgym.policies import ScriptedPolicy
 from agentgym.rollout import RolloutConfig, RolloutEngine
-from conftest import serving
+from security_helpers import serving
 
 pytest.importorskip("fastapi")
 TOKEN = "s3cret-token-for-tests"

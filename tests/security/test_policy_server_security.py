@@ -18,7 +18,7 @@ from agentgym.http_guard import InsecureBindError
 from agentgym.policies.base import GenerationRequest, SamplingParams
 from agentgym.policies.openai_compat import OpenAICompatPolicy, PolicyServerError
 from agentgym.policies.server import create_app, serve
-from conftest import free_port, serving
+from security_helpers import free_port, serving
 
 pytest.importorskip("fastapi")
 TOKEN = "model-server-token"
