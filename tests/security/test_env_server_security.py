@@ -293,3 +293,12 @@ def test_touching_a_session_does_not_keep_it_past_its_lifetime():
                 break
             time.sleep(0.02)
         assert r.status_code == 404 and "lifetime" in r.text
+
+
+@pytest.mark.parametrize("content", [b'{"seed": ' + b"1" * 5_000 + b"}",
+                                     b'{"seed": 1, "options": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+                                     b'{"seed": 1, "options": {"task": "\xff"}}'])
+def test_bodies_json_cannot_represent_get_4xx(calc_url, content):
+    r = httpx.post(f"{calc_url}/sessions", content=content, headers={**AUTH, "content-type": "application/json"})
+    assert 400 <= r.status_code < 500, r.text
+    assert r.json()["detail"]
