@@ -54,8 +54,8 @@ def parse_value(text: str) -> Decimal | None:
     """The exact value of the last number in `text` ('1,234.5', '3/4', '\\frac{3}{4}', '-2e3', '12%' -> 12:
     percent is not applied since references are written the same way); None if there is none."""
     text = final_answer_text(text).replace("$", "").replace("\\!", "")
-    for pattern in (_LATEX_FRAC, _FRACTION):
-        m = _last(pattern, text)
+    for marker, pattern in (("frac{", _LATEX_FRAC), ("/", _FRACTION)):
+        m = _last(pattern, text) if marker in text else None  # `in` is a fast scan; skip a regex pass
         if m is not None:
             num, den = _decimal(m.group(1)), _decimal(m.group(2))
             if not den.is_zero():
