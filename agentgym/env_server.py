@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from contextlib import asynccontextmanager
+import threading
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
@@ -58,7 +59,10 @@ def create_env_app(env_id: str, env_kwargs: dict[str, Any] | None = None, max_se
     from fastapi.responses import JSONResponse
 
     kwargs = dict(env_kwargs or {})
-    make(env_id, **kwargs).close()  # fail at start-up, not on the first request
+    probe = make(env_id, **kwargs)  # fail at start-up, not on the first request
+    # An env whose instances share unsafe state (contract: thread_safe=False) gets one call at a time.
+    env_calls = nullcontext() if getattr(probe.unwrapped, "thread_safe", True) else threading.Lock()
+    probe.close()
     sessions = SessionTable(max_sessions, idle_timeout_s, max_lifetime_s)
 
     @asynccontextmanager
@@ -97,7 +101,8 @@ def create_env_app(env_id: str, env_kwargs: dict[str, Any] | None = None, max_se
         with _http_errors(), sessions.reserve() as slot:
             env = make(env_id, **kwargs)
             try:
-                obs, info = env.reset(seed=req.seed, options=req.options)
+                with env_calls:
+                    obs, info = env.reset(seed=req.seed, options=req.options)
             except CLIENT_ERRORS as e:
                 env.close()
                 raise HTTPException(400, f"reset rejected seed={req.seed!r} / options: {type(e).__name__}: {e}"[:2000]) \
@@ -114,7 +119,8 @@ def create_env_app(env_id: str, env_kwargs: dict[str, Any] | None = None, max_se
             if getattr(s.env, "_done", False):
                 raise HTTPException(409, "the episode has ended; open a new session (POST /sessions)")
             try:
-                obs, reward, terminated, truncated, info = s.env.step(action)
+                with env_calls:
+                    obs, reward, terminated, truncated, info = s.env.step(action)
             except Exception as e:
                 raise HTTPException(500, f"step failed: {type(e).__name__}: {e}"[:2000]) from None
         return {"observation": obs, "reward": reward, "terminated": terminated, "truncated": truncated, "info": info}
@@ -122,7 +128,8 @@ def create_env_app(env_id: str, env_kwargs: dict[str, Any] | None = None, max_se
     @app.post("/sessions/{sid}/fork")
     def fork(sid: str) -> dict[str, Any]:
         with _http_errors(), sessions.reserve() as slot, sessions.use(sid) as s:
-            copy = s.env.fork() if hasattr(s.env, "fork") else None
+            with env_calls:
+                copy = s.env.fork() if hasattr(s.env, "fork") else None
             if copy is None:
                 raise HTTPException(409, f"{env_id} cannot fork; replay the actions in a new session instead")
             return {"session_id": slot.fill(copy)}
