@@ -20,6 +20,28 @@ delta = -2.0, k = 0.7 (body text; its figure legends print other values).
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
+from agentgym.config import AlgorithmConfig, Config
+from agentgym.trainers.advantages import TrajectoryZScore, show_on_tree
+from agentgym.trainers.algorithm import Algorithm, AlgorithmPlugin, BuildContext, flat_rollout
+from agentgym.trainers.credit import outcome_credit, trajectory_return
+from agentgym.trainers.loss_terms import rl_terms
+from agentgym.trainers.pieces import Advantages, AdvantageStats, NoBranching
+from agentgym.trainers.samples import build_samples
+from agentgym.trainers.tool_use import first_tool_call_position, model_tokens
+from agentgym.trajectory import TrajectoryTree
+
+
+class ASPOConfig(AlgorithmConfig):
+    name: Literal["aspo"] = "aspo"
+    delta: float = Field(default=-2.0, lt=0, description="Shaping strength; negative rewards an earlier first "
+                         "tool call (the paper: -2.0 conservative, -2.5 aggressive).")
+    k: float = Field(default=0.7, gt=0, lt=1, description="The nudge is at most k times the trajectory's own "
+                     "advantage, so correctness dominates (the paper: 0.7 conservative, 0.9 aggressive).")
+
 
 def aspo_shape(advantages: list[float], rewards: list[float], positions: list[int | None], lengths: list[int],
                delta: float, k: float) -> list[float]:
@@ -36,3 +58,40 @@ def aspo_shape(advantages: list[float], rewards: list[float], positions: list[in
         bound = k * abs(advantages[i])
         shaped[i] += min(max(delta * (positions[i] - mean_p) / mean_len, -bound), bound)  # type: ignore[operator]
     return shaped
+
+
+class ASPOAdvantage:
+    """GRPO's trajectory z-score (soft attribution: one advantage per trajectory), then ASPO's shaping."""
+
+    def __init__(self, cfg: ASPOConfig, norm_by_std: bool, drop_tied_groups: bool):
+        self.cfg = cfg
+        self.zscore = TrajectoryZScore("soft", norm_by_std=norm_by_std, drop_tied_groups=drop_tied_groups)
+
+    def __call__(self, trees: list[TrajectoryTree], stats: AdvantageStats) -> list[Advantages]:
+        out = self.zscore(trees, stats)
+        for tree, per_leaf in zip(trees, out):
+            leaves = list(per_leaf)
+            shaped = aspo_shape([per_leaf[leaf][leaf] for leaf in leaves],
+                                [trajectory_return(tree, leaf) for leaf in leaves],
+                                [first_tool_call_position(tree, leaf) for leaf in leaves],
+                                [model_tokens(tree, leaf) for leaf in leaves], self.cfg.delta, self.cfg.k)
+            for leaf, a in zip(leaves, shaped):
+                per_leaf[leaf] = {node: a for node in per_leaf[leaf]}
+            show_on_tree(tree, per_leaf)
+        return out
+
+
+def build(cfg: Config, ctx: BuildContext) -> Algorithm:
+    t = cfg.trainer
+    return Algorithm(
+        name="aspo",
+        rollout=flat_rollout(cfg, "aspo"),
+        make_strategy=lambda step: NoBranching(),
+        credit=outcome_credit,
+        advantage=ASPOAdvantage(cfg.algorithm, t.norm_adv_by_std, t.dynamic_sampling),  # type: ignore[arg-type]
+        build_samples=build_samples,
+        loss_terms=rl_terms(t),
+    )
+
+
+ASPO = AlgorithmPlugin(name="aspo", config=ASPOConfig, build=build)

@@ -2,10 +2,13 @@
 advantages with, and that bench/bench_plugins.py reports.
 
 A *trajectory* is the path from a root to a leaf. Counts are over model tokens (loss mask 1: what the
-policy sampled), never over prompt or tool-output tokens.
+policy sampled), never over prompt or tool-output tokens. `strict_format` is TAPO's format rule for
+tag-formatted agents (XML tools, ``<answer>``), on the model's actions only.
 """
 
 from __future__ import annotations
+
+import re
 
 from agentgym.trajectory import TrajectoryTree, Turn
 
@@ -36,3 +39,30 @@ def first_tool_call_position(tree: TrajectoryTree, leaf: int) -> int | None:
         if is_tool_call_turn(turn):
             return sampled
     return None
+
+
+_BLOCK = re.compile(r"\s*<(\w+)>(.*?)</\1>\s*", re.S)
+
+
+def tag_sequence(text: str) -> list[str] | None:
+    """The tags of `text` if it is nothing but ``<tag>...</tag>`` blocks separated by whitespace, else None."""
+    tags: list[str] = []
+    pos = 0
+    while pos < len(text):
+        block = _BLOCK.match(text, pos)
+        if block is None:
+            return None
+        tags.append(block.group(1).lower())
+        pos = block.end()
+    return tags
+
+
+def strict_format(actions: list[str], allowed_tags: list[str]) -> bool:
+    """Every action is a sequence of allowed tag blocks, and the trajectory's last block is <answer>."""
+    tags: list[str] = []
+    for action in actions:
+        seq = tag_sequence(action)
+        if seq is None:
+            return False
+        tags += seq
+    return bool(tags) and tags[-1] == "answer" and all(t in allowed_tags for t in tags)
