@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from agentgym.trainers.aspo import aspo_shape
-from agentgym.trainers.epo import (code_epoch_weight, corridor_penalty, epo_objective, nested_turn_mean,
-                                   smoothing_weight)
+from agentgym.trainers.epo import code_epoch_weight, corridor_penalty, epo_objective, smoothing_weight
 from agentgym.trainers.otc_grpo import lowest_correct_calls, otc_rewards, otc_tool_reward
-from agentgym.trainers.tapo import keep_group, overlong_penalty, strict_format, tag_sequence, tapo_reward
-from agentgym.trainers.tool_use import first_tool_call_position, model_tokens, tool_call_turns
+from agentgym.trainers.tapo import keep_group, overlong_penalty, tapo_reward
+from agentgym.trainers.turn_stats import nested_turn_mean
+from agentgym.trainers.tool_use import (first_tool_call_position, model_tokens, strict_format, tag_sequence,
+                                        tool_call_turns)
 from agentgym.trajectory import ToolCallRecord, TrajectoryTree, Turn
 
 
