@@ -79,7 +79,7 @@ def main() -> None:
     session = open_session(cfgs["grpo"])
     t0 = time.perf_counter()
     n_samples = warm_start(session, sft_tasks)
-    print(f"SFT warm start on {n_samples} expert trajectories of easy tasks: {time.perf_counter() - t0:.0f} s")
+    print(f"SFT warm start on {n_samples} expert trajectories of easy tasks: {time.perf_counter() - t0:.0f} s", flush=True)
     warm = copy.deepcopy(session.model.state_dict())
     before = held_out(session, cfgs["grpo"], "after_sft")
     rows = {}
@@ -90,7 +90,7 @@ def main() -> None:
         step_s = sum(h["time_rollout_s"] + h["time_update_s"] for h in history) / len(history)
         rows[name] = {**held_out(session, cfgs[name], f"after_{name}"), "step_s": step_s,
                       "reward": sum(h["reward"] for h in history) / len(history)}
-        print(f"  {name}: {len(history)} steps in {time.perf_counter() - t1:.0f} s")
+        print(f"  {name}: {len(history)} steps in {time.perf_counter() - t1:.0f} s", flush=True)
 
     print(f"\nsetup: {ENV}; SFT on easy tasks, RL + held-out eval on mixed tasks ({eval_tasks} test tasks, greedy); "
           f"{steps} RL steps x {tasks} tasks x M={m} trajectories (ARPO: N={m // 2} + branches); same seeds")
