@@ -82,29 +82,24 @@ def main() -> None:
     print(f"SFT warm start on {n_samples} expert trajectories of easy tasks: {time.perf_counter() - t0:.0f} s", flush=True)
     warm = copy.deepcopy(session.model.state_dict())
     before = held_out(session, cfgs["grpo"], "after_sft")
-    rows = {}
-    for name in ALGORITHMS:
-        session.model.load_state_dict(warm)
-        t1 = time.perf_counter()
-        history = RLRun(cfgs[name], session=session, quiet=True).train()
-        step_s = sum(h["time_rollout_s"] + h["time_update_s"] for h in history) / len(history)
-        rows[name] = {**held_out(session, cfgs[name], f"after_{name}"), "step_s": step_s,
-                      "reward": sum(h["reward"] for h in history) / len(history)}
-        print(f"  {name}: {len(history)} steps in {time.perf_counter() - t1:.0f} s", flush=True)
-
     print(f"\nsetup: {ENV}; SFT on easy tasks, RL + held-out eval on mixed tasks ({eval_tasks} test tasks, greedy); "
           f"{steps} RL steps x {tasks} tasks x M={m} trajectories (ARPO: N={m // 2} + branches); same seeds")
     head = f"{'algorithm':<10} {'acc SFT':>8} {'acc RL':>8} {'gain':>7} {'calls/correct':>14} {'first call':>11} " \
            f"{'used tool':>10} {'train reward':>13} {'step s':>8} {'vs GRPO':>8}"
-    print(head)
-    print("-" * len(head))
-    base = rows["grpo"]["step_s"]
+    print(f"{head}\n{'-' * len(head)}")
     print(f"{'SFT only':<10} {before['accuracy']:>8.1%} {'':>8} {'':>7} {before['calls_per_correct']:>14.2f} "
-          f"{before['first_call']:>11.1f} {before['called_tool']:>10.0%}")
-    for name, r in rows.items():
+          f"{before['first_call']:>11.1f} {before['called_tool']:>10.0%}", flush=True)
+    base = None
+    for name in ALGORITHMS:  # each row is printed as soon as its run is evaluated
+        session.model.load_state_dict(warm)
+        history = RLRun(cfgs[name], session=session, quiet=True).train()
+        step_s = sum(h["time_rollout_s"] + h["time_update_s"] for h in history) / len(history)
+        base = base or step_s  # GRPO runs first
+        r = held_out(session, cfgs[name], f"after_{name}")
         print(f"{name:<10} {before['accuracy']:>8.1%} {r['accuracy']:>8.1%} {r['accuracy'] - before['accuracy']:>+7.1%} "
               f"{r['calls_per_correct']:>14.2f} {r['first_call']:>11.1f} {r['called_tool']:>10.0%} "
-              f"{r['reward']:>13.3f} {r['step_s']:>8.1f} {r['step_s'] / base:>7.2f}x")
+              f"{sum(h['reward'] for h in history) / len(history):>13.3f} {step_s:>8.1f} {step_s / base:>7.2f}x",
+              flush=True)
     print("(first call: model tokens sampled before the first tool call ran; calls/correct: tool-call turns per "
           "correct answer; step s: rollout + update per step)")
 
