@@ -164,8 +164,8 @@ class RemoteEngine:
         for row in rows[:k]:
             if not isinstance(row, dict) or not isinstance(row.get(cfg.url_field), str):
                 continue  # a result without a url cannot be opened or cited
-            hits.append(Hit(id=row[cfg.url_field], title=str(row.get(cfg.title_field, ""))[:300],
-                            snippet=str(row.get(cfg.snippet_field, ""))[:1000], url=row[cfg.url_field]))
+            hits.append(Hit(id=row[cfg.url_field], title=self.scrub(str(row.get(cfg.title_field, ""))[:300]),
+                            snippet=self.scrub(str(row.get(cfg.snippet_field, ""))[:1000]), url=row[cfg.url_field]))
         self._cache_write(cache_key, [h.__dict__ for h in hits])
         return hits
 
@@ -175,7 +175,8 @@ class RemoteEngine:
         body, content_type, truncated = self._fetch(address, {}, self.config.max_page_bytes, truncate=True)
         raw = body.decode("utf-8", errors="replace")
         title, text = html_to_text(raw) if "html" in content_type or raw.lstrip().startswith("<") else ("", raw)
-        return Page(id=address, title=html.unescape(title) or address, text=text, url=address, truncated=truncated)
+        return Page(id=address, title=self.scrub(html.unescape(title)) or address, text=self.scrub(text), url=address,
+                    truncated=truncated)
 
     def _fetch(self, url: str, params: dict[str, Any], cap: int, truncate: bool) -> tuple[bytes, str, bool]:
         cfg = self.config
