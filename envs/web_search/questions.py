@@ -3,7 +3,8 @@
 A question names a start entity by a unique descriptor and asks for the end of a 2-4 relation chain,
 phrased as nested English: "What is the city where the founder of Kaverin Labs (bank, founded 1932) was
 born?". The gold chain follows CaRR's convention: ``E0`` is the answer entity, ``E1 … En`` the hidden
-intermediates (E_n is the start), and each hop records its page, url and one supporting sentence.
+intermediates (E_n is the start), and each hop records its page, url, one supporting sentence and the
+same statement over placeholders (``<E2> was born in <E1>.``), as C-GRPO's rubrics are written.
 
 Splits are disjoint in start entities (a hash of the id), so test questions are held out from training.
 """
@@ -105,7 +106,8 @@ def _question(world: World, start_id: str, rels: list[str], chain: list[str], sp
     for k, rel in enumerate(rels):
         subj = chain[k]
         hops.append({"hop": k + 1, "relation": rel, "subject": f"E{n - k}", "object": f"E{n - k - 1}",
-                     "page": subj, "url": world.url(subj), "statement": world.statement(subj, rel)})
+                     "page": subj, "url": world.url(subj), "statement": world.statement(subj, rel),
+                     "rubric": RELATIONS[rel][2].format(s=f"<E{n - k}>", o=f"<E{n - k - 1}>")})
     return {
         "id": f"{split}-{index}",
         "question": f"What is {phrase(rels, start.descriptor())}?",
@@ -113,6 +115,7 @@ def _question(world: World, start_id: str, rels: list[str], chain: list[str], sp
         "golden_answers": [answer.name],
         "answer_page": answer.id,
         "gold_chain": {"entities": entities, "hops": hops},
+        "rubrics": [h["rubric"] for h in hops],  # CaRR-style single-hop statements over entity placeholders
         "hops": n,
         "split": split,
     }

@@ -41,12 +41,15 @@ class SearchSetup:
                 raise ValueError("a remote engine needs a question file (questions=...)")
             return
         if corpus == "world":
-            self.world = self.cache.corpus(("world-object", world_pages, world_seed), lambda: World(world_pages, world_seed))  # type: ignore[arg-type,return-value]
-            docs = self.cache.corpus(("world", world_pages, world_seed), lambda: Corpus(self.world.documents(), "world"))
+            world = self.world = self.cache.shared(("world", world_pages, world_seed), lambda: World(world_pages, world_seed))
+            docs = self.cache.shared(("world-docs", world_pages, world_seed), lambda: Corpus(world.documents(), "world"))
         else:
-            docs = self.cache.corpus(("file", str(Path(corpus).resolve())), lambda: load_corpus(corpus))
+            path = Path(corpus).resolve()
+            stamp = (path.stat().st_mtime_ns, path.stat().st_size) if path.exists() else None
+            docs = self.cache.shared(("file", str(path), stamp), lambda: load_corpus(corpus))
         if background == "wiki":
-            docs = self.cache.corpus(("with-wiki", id(docs)), lambda: docs + load_wiki_corpus())
+            base = docs
+            docs = self.cache.shared(("with-wiki", id(base)), lambda: base + load_wiki_corpus())
         if self.world is None and self.file_questions is None:
             raise ValueError(f"corpus {corpus!r} is a file: give its questions too (questions=path.jsonl)")
         self.corpus = docs

@@ -131,3 +131,14 @@ def test_react_twin_asks_the_same_questions_in_one_growing_context(tokenizer, ca
         assert tree.leaf_reward(leaf) == 1.0 and not any(n.rebuild_context for n in path[1:])
         assert len(tree.context_ids(leaf)) > len(path[0].prefix_ids) + sum(len(n.action_ids) for n in path[:-1])
     assert "python" in DeepResearchReActEnv(index_cache=cache).toolset.names()
+
+
+def test_hermes_format_rounds(cache):
+    env = DeepResearchEnv(tool_format="hermes", index_cache=cache)
+    env.reset(seed=0)
+    obs, _, _, _, info = env.step('<think>go</think><report>plan</report>'
+                                  '<tool_call>{"name": "search", "arguments": {"query": "painter", "k": 3}}</tool_call>')
+    assert info["tool_calls"][0]["data"]["results"] and '<tool_call>{"name": "search"' in obs
+    obs, _, _, _, info = env.step('<report>plan</report><tool_call>{"name": "search", "arguments": {bad}</tool_call>')
+    assert info["tool_calls"][0]["error_type"] == "parse_error" and "not valid JSON" in obs
+    env.close()

@@ -68,6 +68,7 @@ def test_1000_gold_chains_resolve_and_answers_are_unique(world, corpus):
         for rel in relations:
             (name, cur), = _follow(corpus, cur, rel)
         assert name == q["answer"] and cur == q["answer_page"]
+        assert q["rubrics"][0].startswith(("<E", "The ")) and f"<E{len(hops)}>" in q["rubrics"][0]
         ents = q["gold_chain"]["entities"]
         assert ents["E0"]["name"] == q["answer"] and len(ents) == len(hops) + 1
         assert len({e["id"] for e in ents.values()}) == len(ents)  # no entity repeats in a chain
