@@ -91,6 +91,14 @@ def bench_steps(cache: IndexCache, n: int) -> None:
             timings[kind].append(time.perf_counter() - t)
     for kind, lat in timings.items():
         print(f"  WebSearch-v0 step ({kind:6}): p50 {pct(lat, .5):6.2f} ms  p99 {pct(lat, .99):6.2f} ms")
+    dr = DeepResearchEnv(index_cache=cache, python=False, limits=EnvLimits(max_turns=10_000))
+    dr.reset(seed=0)
+    lat = []
+    for i in range(n):
+        t = time.perf_counter()
+        dr.step(f"<think>t</think><report>report {i}</report><search>painter born {1850 + i % 150}</search>")
+        lat.append(time.perf_counter() - t)
+    print(f"  DeepResearch-v0 round (search, workspace rebuilt): p50 {pct(lat, .5):6.2f} ms  p99 {pct(lat, .99):6.2f} ms")
 
 
 # ---- context growth: the same exploring agent in both envs ----------------------------------------------

@@ -90,11 +90,15 @@ class Corpus:
         return Corpus(self.docs + other.docs, name=f"{self.name}+{other.name}")
 
 
-def _read_jsonl(path: Path) -> Iterable[tuple[int, dict]]:
+def read_jsonl(path: Path) -> Iterable[tuple[int, dict]]:
     if not path.exists():
         raise CorpusError(f"{path}: no such file")
-    with path.open(encoding="utf-8", errors="strict") as f:
-        for lineno, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise CorpusError(f"{path}:{lineno}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})") from None
             if not line.strip():
                 continue
             try:
@@ -133,7 +137,7 @@ def load_jsonl_corpus(path: str | Path) -> Corpus:
     path = Path(path)
 
     def rows() -> Iterable[tuple[int, Document]]:
-        for lineno, row in _read_jsonl(path):
+        for lineno, row in read_jsonl(path):
             yield lineno, Document(id=_field(path, lineno, row, "id"), title=_field(path, lineno, row, "title"),
                                    text=_field(path, lineno, row, "text"), url=_field(path, lineno, row, "url", False))
 
@@ -145,7 +149,7 @@ def load_search_r1_corpus(path: str | Path) -> Corpus:
     path = Path(path)
 
     def rows() -> Iterable[tuple[int, Document]]:
-        for lineno, row in _read_jsonl(path):
+        for lineno, row in read_jsonl(path):
             doc_id = _field(path, lineno, row, "id")
             contents = _field(path, lineno, row, "contents")
             title, _, text = contents.partition("\n")
@@ -156,7 +160,7 @@ def load_search_r1_corpus(path: str | Path) -> Corpus:
 
 def load_corpus(path: str | Path) -> Corpus:
     """A JSONL corpus in either layout, told apart by the first row's keys."""
-    for lineno, row in _read_jsonl(Path(path)):
+    for lineno, row in read_jsonl(Path(path)):
         if "contents" in row:
             return load_search_r1_corpus(path)
         if "title" in row or "text" in row:

@@ -3,13 +3,12 @@ deep-research and ReAct envs, so all three see the same pages and the same quest
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agentgym.envs.web_search.corpus import Corpus, CorpusError, load_corpus, load_wiki_corpus
+from agentgym.envs.web_search.corpus import Corpus, CorpusError, load_corpus, load_wiki_corpus, read_jsonl
 from agentgym.envs.web_search.engine import LocalEngine, SearchEngine
 from agentgym.envs.web_search.index import IndexCache
 from agentgym.envs.web_search.questions import make_question
@@ -65,27 +64,18 @@ class SearchSetup:
 def load_questions(path: str | Path) -> list[dict[str, Any]]:
     """JSONL questions: ``question`` plus ``golden_answers`` (Search-R1) or ``answer``; extra keys kept."""
     path = Path(path)
-    if not path.exists():
-        raise CorpusError(f"{path}: no such file")
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise CorpusError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not row["question"].strip():
-                raise CorpusError(f"{path}:{lineno}: each line needs a non-empty string 'question'")
-            answers = row.get("golden_answers", row.get("answer"))
-            if isinstance(answers, str):
-                answers = [answers]
-            if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
-                raise CorpusError(f"{path}:{lineno}: 'golden_answers' must be a non-empty list of strings")
-            row["golden_answers"] = answers
-            row.setdefault("answer", answers[0])
-            rows.append(row)
+    for lineno, row in read_jsonl(path):
+        if not isinstance(row.get("question"), str) or not row["question"].strip():
+            raise CorpusError(f"{path}:{lineno}: each line needs a non-empty string 'question'")
+        answers = row.get("golden_answers", row.get("answer"))
+        if isinstance(answers, str):
+            answers = [answers]
+        if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
+            raise CorpusError(f"{path}:{lineno}: 'golden_answers' must be a non-empty list of strings")
+        row["golden_answers"] = answers
+        row.setdefault("answer", answers[0])
+        rows.append(row)
     if not rows:
         raise CorpusError(f"{path}: no questions")
     return rows

@@ -200,6 +200,28 @@ def test_malformed_corpus_line_names_file_and_line(tmp_path):
         load_corpus(path)
 
 
+def test_bad_utf8_and_bad_question_lines_name_file_and_line(tmp_path):
+    from agentgym.envs.web_search.sources import load_questions
+
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b'{"id": "a", "title": "A", "text": "x"}\n{"id": "b", "title": "\xff", "text": "y"}\n')
+    with pytest.raises(CorpusError, match=r"bad\.jsonl:2: not valid UTF-8"):
+        load_corpus(path)
+    qs = tmp_path / "q.jsonl"
+    qs.write_text('{"question": "ok?", "golden_answers": ["a"]}\n{"question": "no answers?"}\n')
+    with pytest.raises(CorpusError, match=r"q\.jsonl:2: 'golden_answers' must be"):
+        load_questions(qs)
+    qs.write_text('{"question": "", "answer": "a"}\n')
+    with pytest.raises(CorpusError, match=r"q\.jsonl:1: each line needs a non-empty string 'question'"):
+        load_questions(qs)
+    assert load_questions(_write(tmp_path / "ok.jsonl", '{"question": "q?", "answer": "a"}'))[0]["golden_answers"] == ["a"]
+
+
+def _write(path, text):
+    path.write_text(text + "\n")
+    return path
+
+
 def test_duplicate_ids_are_an_error_naming_both_lines(tmp_path):
     path = tmp_path / "dup.jsonl"
     path.write_text("".join(json.dumps({"id": i, "title": "T", "text": "x"}) + "\n" for i in ["a", "b", "a"]))
