@@ -80,6 +80,10 @@ class FaultHandler(BaseHTTPRequestHandler):
                 self._results([{"title": "Evil " + INJECTION, "url": "http://127.0.0.1/evil", "content": INJECTION}])
             elif path == "/inject-page":
                 self._send(200, f"<html><title>t</title><body><p>{INJECTION}</p></body></html>".encode(), "text/html")
+            elif path == "/api/v1/find":  # a generic JSON API with its own field names
+                query = self.path.split("?", 1)[1]
+                self._send(200, json.dumps({"items": [{"name": f"hit {i}", "link": f"http://127.0.0.1/{i}",
+                                                       "desc": query} for i in range(10)]}).encode())
             elif path == "/echo/search":  # a server that echoes the key back in its results
                 key = self.headers.get("Authorization", "")
                 self._results([{"title": f"you sent {key}", "url": "http://127.0.0.1/k", "content": key}])
@@ -198,3 +202,12 @@ def test_results_are_cached_under_deterministic_keys(server, tmp_path):
 def test_bad_remote_config_is_rejected_naming_the_key():
     with pytest.raises(Exception, match="timeout_sec"):
         RemoteEngine({"kind": "searxng", "base_url": "http://127.0.0.1:1", "timeout_sec": 3})
+
+
+def test_generic_json_endpoint_with_its_own_fields(server, tmp_path):
+    eng = RemoteEngine({"kind": "json", "base_url": f"{server}/api/v1/find", "query_param": "text", "count_param": "n",
+                        "results_field": "items", "title_field": "name", "url_field": "link", "snippet_field": "desc"},
+                       cache_root=tmp_path)
+    hits = eng.search("mona lisa", 3)
+    assert [h.title for h in hits] == ["hit 0", "hit 1", "hit 2"] and hits[0].url == "http://127.0.0.1/0"
+    assert "text=mona+lisa" in hits[0].snippet and "n=3" in hits[0].snippet
