@@ -160,9 +160,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-hybrid", action="store_true", help="skip the MiniLM embedding (BM25 only)")
+    ap.add_argument("--hybrid-sizes", default="", help="comma-separated page counts for the hybrid ranker "
+                    "(default 10000,100000; --quick 300,1000)")
     args = ap.parse_args()
     sizes = (2_000, 10_000) if args.quick else (10_000, 100_000)
     hybrid_sizes = (300, 1_000) if args.quick else sizes
+    if args.hybrid_sizes:
+        hybrid_sizes = tuple(int(x) for x in args.hybrid_sizes.split(","))
     # Full runs keep the MiniLM matrices in the user cache so the 100k embedding is paid once.
     root = Path(tempfile.mkdtemp(prefix="bench-search-")) if args.quick else cache_dir() / "index"
     cache = IndexCache(root)
