@@ -16,7 +16,7 @@ context). The report is capped at `max_report_chars` (longer reports are cut and
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, ClassVar
 
 from agentgym.env import EnvLimits, TextEnv
 from agentgym.envs.deep_research.python_tool import SandboxedPython
@@ -34,6 +34,7 @@ SEARCH_OPTIONS = ("corpus", "world_pages", "world_seed", "background", "question
 
 
 class DeepResearchEnv(TextEnv):
+    can_fork: ClassVar[bool] = True  # fork() shares the corpus and index, copies the episode
     def __init__(self, tool_format: str = "xml", limits: EnvLimits | dict | None = None, render_mode: str | None = None,
                  max_rounds: int = 32, round_tokens: int = 1024, max_report_chars: int = 3000,
                  python: bool = True, sandbox: dict | None = None, reward: str = "em", page_chars: int = 1500,

@@ -14,7 +14,7 @@ fork in the process (`IndexCache`), so envs are cheap to make and to fork.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, ClassVar
 
 from agentgym.env import EnvLimits
 from agentgym.envs.web_search.index import IndexCache
@@ -41,6 +41,7 @@ def score_answer(answer: str, task: dict[str, Any], tool_calls: list[dict[str, A
 
 
 class WebSearchEnv(ToolEnv):
+    can_fork: ClassVar[bool] = True  # fork() shares the corpus and index, copies the episode
     instructions = INSTRUCTIONS
 
     def __init__(self, tool_format: str = "xml", limits: EnvLimits | dict | None = None, render_mode: str | None = None,

@@ -42,6 +42,7 @@ class BM25Index:
         self.retriever = retriever
         self.vocab: dict[str, int] = retriever.vocab_dict
         self.stemmer = _stemmer()
+        self._lock = threading.Lock()  # PyStemmer objects are not thread safe; envs share this index
 
     @classmethod
     def build(cls, corpus: Corpus) -> BM25Index:
@@ -65,7 +66,9 @@ class BM25Index:
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
         import bm25s
 
-        terms = bm25s.tokenize([query], stopwords="en", stemmer=self.stemmer, return_ids=False, show_progress=False)[0]
+        with self._lock:
+            terms = bm25s.tokenize([query], stopwords="en", stemmer=self.stemmer, return_ids=False,
+                                   show_progress=False)[0]
         terms = [t for t in terms if t in self.vocab][:MAX_QUERY_TERMS]
         if not terms:
             return []
