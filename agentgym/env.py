@@ -62,7 +62,8 @@ class EnvLimits(BaseModel):
 
     max_turns: int = Field(default=8, ge=1, description="Actions per episode before truncation.")
     max_tokens_per_turn: int = Field(default=256, ge=1, description="Generation budget for one action.")
-    max_tokens_per_episode: int = Field(default=2048, ge=1, description="Sampled tokens in one episode.")
+    max_tokens_per_episode: int = Field(default=2048, ge=1, description="Sampled tokens in one episode (in one "
+                                        "round for envs that rebuild their context every round).")
     max_action_chars: int = Field(default=100_000, ge=1, description="Longer actions get an error observation.")
 
 

@@ -31,6 +31,9 @@ BUILTIN_ENVS: dict[str, tuple[str, dict[str, Any]]] = {
     "agentgym/CalculatorHermes-v0": ("agentgym.envs.calculator:CalculatorEnv", {"tool_format": "hermes"}),
     "agentgym/Python-v0": ("agentgym.envs.python:PythonEnv", {}),
     "agentgym/PythonHermes-v0": ("agentgym.envs.python:PythonEnv", {"tool_format": "hermes"}),
+    "agentgym/WebSearch-v0": ("agentgym.envs.web_search:WebSearchEnv", {}),
+    "agentgym/DeepResearch-v0": ("agentgym.envs.deep_research:DeepResearchEnv", {}),
+    "agentgym/DeepResearchReAct-v0": ("agentgym.envs.deep_research:DeepResearchReActEnv", {}),
     "agentgym/Android-v0": ("agentgym.envs.android:AndroidEnv", {}),
     "agentgym/AndroidScreenshots-v0": ("agentgym.envs.android:AndroidEnv", {"screenshots": True}),
 }

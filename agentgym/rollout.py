@@ -410,6 +410,7 @@ class RolloutEngine:
         if info.get("rebuild_context"):
             path.pending_prefix, path.rebuild = self.renderer.prompt_ids(info["messages"]), True
             path.context = []
+            path.tokens_used = 0  # a rebuilt context is a new round: the episode budget applies per round
         else:
             path.context = path.context + path.pending_prefix + node.action_ids if not path.rebuild else \
                 path.pending_prefix + node.action_ids

@@ -14,6 +14,7 @@ import concurrent.futures
 import inspect
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pydantic
@@ -30,6 +31,15 @@ class ToolError(Exception):
     def __init__(self, message: str, error_type: str = "tool_error"):
         super().__init__(message)
         self.error_type = error_type
+
+
+@dataclass
+class ToolResult:
+    """What a tool may return instead of a plain string: the text the model sees and structured `data`
+    (JSON-serialisable) kept in the call's record, e.g. which pages a search returned, for rewards."""
+
+    text: str
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 class Tool:
@@ -112,6 +122,8 @@ class ToolSet:
             record.arguments = kwargs
             timeout = tool_.timeout_s or self.default_timeout_s
             output = self._run(tool_, kwargs, timeout)
+            if isinstance(output, ToolResult):
+                output, record.data = output.text, dict(output.data)
             record.output = self._cap(output)
         except ToolError as e:
             record.error_type, record.error = e.error_type, str(e)  # type: ignore[assignment]
@@ -127,7 +139,7 @@ class ToolSet:
         record.latency_s = time.perf_counter() - start
         return record
 
-    def _run(self, tool_: Tool, kwargs: dict[str, Any], timeout: float) -> str:
+    def _run(self, tool_: Tool, kwargs: dict[str, Any], timeout: float) -> str | ToolResult:
         if tool_.is_async:
             fut = asyncio.run_coroutine_threadsafe(tool_._validated(**kwargs), _background_loop())
         else:
@@ -137,7 +149,9 @@ class ToolSet:
         except concurrent.futures.TimeoutError:
             fut.cancel()
             raise TimeoutError from None
-        return result if isinstance(result, str) else repr(result) if result is not None else ""
+        if isinstance(result, (str, ToolResult)):
+            return result
+        return repr(result) if result is not None else ""
 
     def _cap(self, text: str) -> str:
         if len(text) <= self.max_output_chars:

@@ -51,6 +51,9 @@ class ToolCallRecord(_Model):
     latency_s: float = Field(default=0.0, description="Wall-clock time the tool took.")
     error_type: ErrorType | None = Field(default=None, description="None when the call succeeded.")
     error: str | None = Field(default=None, description="Human-readable error, as shown to the model.")
+    data: dict[str, Any] | None = Field(
+        default=None, description="Structured result beside the text (e.g. doc ids/urls a search returned or opened)."
+    )
 
 
 class Observation(_Model):

