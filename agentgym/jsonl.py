@@ -5,7 +5,28 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+SKIP_CHUNK = 1 << 20
+
+
+def bounded_lines(f: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | None]]:
+    """(length in bytes, line) for each line of `f` from its current position; the line is None when it
+    is longer than `limit` bytes: it is then read past in 1 MiB chunks, never held whole. The last line
+    may lack its newline (a torn tail)."""
+    while True:
+        raw = f.readline(limit + 1)
+        if not raw:
+            return
+        if raw.endswith(b"\n") or len(raw) <= limit:
+            yield len(raw), raw
+            continue
+        length = len(raw)
+        while chunk := f.readline(SKIP_CHUNK):
+            length += len(chunk)
+            if chunk.endswith(b"\n"):
+                break
+        yield length, None
 
 
 def read_rows(path: str | Path, error: type[Exception] = ValueError, required: tuple[str, ...] = ()
