@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentgym.store import BadRecord, TrajectoryFileError, decode_line, decode_record, scan_lines, tree_from_record
+from agentgym.store import DEFAULT_MAX_RECORD_BYTES, BadRecord, TrajectoryFileError, decode_line, decode_record, scan_lines, tree_from_record
 from agentgym.trajectory import SCHEMA_VERSION, TrajectoryTree
 from agentgym.viewer.metrics import METRICS_FILE
 from agentgym.viewer.scan import scan_record, search_text, summarise_dict
@@ -92,8 +92,9 @@ class SourceInfo:
 class RunIndex:
     """Summaries of every readable tree under a run directory (or in one store file)."""
 
-    def __init__(self, path: str | Path, search: bool = True):
+    def __init__(self, path: str | Path, search: bool = True, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES):
         self.path = Path(path)
+        self.max_record_bytes = max_record_bytes
         if not self.path.exists():
             raise FileNotFoundError(f"{self.path}: no such file or directory")
         self.root = self.path if self.path.is_dir() else self.path.parent
@@ -155,7 +156,7 @@ class RunIndex:
             return
         src.torn = None
         with open(src.path, "rb") as f:
-            for line in scan_lines(f, src.scanned, src.lines + 1):  # the store's own reader
+            for line in scan_lines(f, src.scanned, src.lines + 1, self.max_record_bytes):  # the store's own reader
                 if line.kind == "torn":  # maybe still being written: not consumed, looked at again later
                     src.torn = line.problem(src.name)
                     break
