@@ -8,7 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
+
+from agentgym.printable import printable
 
 app = typer.Typer(help="Train tool-using LLM agents with RL: environments, rollouts, trajectories.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -18,7 +22,7 @@ console = Console()
 
 
 def fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {escape(printable(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -32,7 +36,7 @@ def envs_list() -> None:
     table = Table("id", "entry point", "kwargs")
     for env_id in list_envs():
         spec = gymnasium.registry[env_id]
-        table.add_row(env_id, str(spec.entry_point), str(spec.kwargs or ""))
+        table.add_row(*(Text(printable(x)) for x in (env_id, spec.entry_point, spec.kwargs or "")))
     console.print(table)
 
 
@@ -54,10 +58,10 @@ def check_env_cmd(
             spec(i)
         except UnknownEnvError as e:
             fail(str(e))
-        table = Table("check", "result", "detail", title=i)
+        table = Table("check", "result", "detail", title=Text(printable(i)))
         for r in check_env_id(i):
             failed += not r.ok
-            table.add_row(r.name, "[green]pass[/]" if r.ok else "[red]FAIL[/]", r.detail)
+            table.add_row(Text(printable(r.name)), "[green]pass[/]" if r.ok else "[red]FAIL[/]", Text(printable(r.detail)))
         console.print(table)
     if failed:
         fail(f"{failed} check(s) failed", code=1)
@@ -77,10 +81,9 @@ def run_cmd(
     env_kwarg: Annotated[Optional[list[str]], typer.Option("--env-kwarg", help="key=value passed to the env.")] = None,
 ) -> None:
     """Roll out a policy on an env, store the trajectory trees, print a summary."""
-    import yaml
-
+    from agentgym.config import ConfigError, load_yaml
     from agentgym.policies import make_policy
-    from agentgym.registry import EnvImportError, UnknownEnvError, make, spec
+    from agentgym.registry import EnvImportError, UnknownEnvError, check_env_kwargs, make, spec
     from agentgym.rollout import RolloutConfig, RolloutEngine, RolloutError
     from agentgym.store import TrajectoryStore
 
@@ -93,8 +96,14 @@ def run_cmd(
         key, sep, value = item.partition("=")
         if not sep:
             fail(f"--env-kwarg {item!r} must look like key=value")
-        kwargs[key] = yaml.safe_load(value)
+        try:
+            kwargs[key] = load_yaml(value, f"--env-kwarg {key}")
+        except ConfigError as e:
+            fail(str(e))
     try:
+        check_env_kwargs(env_id, kwargs)
+        if out.exists() and not out.is_dir():
+            fail(f"--out {out} exists and is not a directory")
         make(env_id, **kwargs).close()  # fail on bad kwargs before loading a model
         pol = make_policy(policy, **({"model": model} if model else {}))
     except (EnvImportError, TypeError, ValueError, FileNotFoundError) as e:
@@ -110,14 +119,14 @@ def run_cmd(
     finally:
         pol.close()
     console.print(summary_table(trees, engine.stats, title=f"{env_id} — {policy}"))
-    console.print(f"trajectories: {store.path}")
+    console.print(Text(f"trajectories: {printable(store.path)}"))
 
 
 def summary_table(trees: list, stats: dict, title: str = "") -> Table:
     from agentgym.stats import rollout_metrics
 
     m = rollout_metrics(trees)
-    table = Table("metric", "value", title=title)
+    table = Table("metric", "value", title=Text(printable(title)))
     table.add_row("tasks / trajectories", f"{len(trees)} / {m['n_trajectories']:.0f}")
     table.add_row("mean reward", f"{m['reward']:.3f}")
     table.add_row("accuracy (reward > 0)", f"{m['accuracy']:.1%}")

@@ -91,3 +91,29 @@ def make(env_id: str, **kwargs: Any) -> gymnasium.Env:
     except (ImportError, AttributeError, ModuleNotFoundError) as e:
         raise EnvImportError(f"env {env_id!r} ({env_spec.entry_point}) failed to import: {type(e).__name__}: {e}") from e
     return env.unwrapped
+
+
+def check_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> None:
+    """Raise `TypeError` naming the key if the env's constructor cannot take `kwargs` (checked against its
+    signature, so nothing is built: a config error shows before any model loads). Entry points that are
+    not plain classes or functions, or that take ``**kwargs``, are not checked."""
+    import inspect
+
+    from gymnasium.envs.registration import load_env_creator
+
+    env_spec = spec(env_id)
+    try:
+        creator = env_spec.entry_point if callable(env_spec.entry_point) else load_env_creator(env_spec.entry_point)
+        signature = inspect.signature(creator)
+    except (ImportError, AttributeError, ValueError, TypeError) as e:
+        raise EnvImportError(f"env {env_id!r} ({env_spec.entry_point}) failed to import: {type(e).__name__}: {e}") from e
+    params = signature.parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [name for name, p in params.items()
+                if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    unknown = sorted(set(kwargs) - set(accepted) - {"render_mode"})
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], accepted, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise TypeError(f"env {env_id} takes no argument {unknown[0]!r}{hint} (it takes: {', '.join(accepted) or 'none'})")

@@ -11,6 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+
+from agentgym.printable import printable
 
 console = Console()
 err = Console(stderr=True)
@@ -19,7 +22,7 @@ Overrides = Annotated[Optional[list[str]], typer.Option("--set", help="Override 
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(printable(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -27,9 +30,22 @@ def _load(config: Path | None, overrides: list[str] | None, **defaults):
     from agentgym.config import ConfigError, load_config
 
     try:
-        return load_config(config, overrides, **defaults)
+        return _check_env(load_config(config, overrides, **defaults))
     except ConfigError as e:
         _fail(str(e))
+
+
+def _check_env(cfg):
+    """The env id and its kwargs, checked against the env's constructor before any model loads."""
+    from agentgym.registry import EnvImportError, UnknownEnvError, check_env_kwargs
+
+    try:
+        check_env_kwargs(cfg.env.id, cfg.env.kwargs)
+    except TypeError as e:
+        _fail(f"env.kwargs: {e}")
+    except (UnknownEnvError, EnvImportError) as e:
+        _fail(f"env.id: {e}")
+    return cfg
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -124,7 +140,7 @@ def demo(config: Annotated[Optional[Path], typer.Option(help="Override the built
     from agentgym.trainers.demo import demo_config, run_demo
 
     try:
-        cfg = demo_config(str(config) if config else None, overrides)
+        cfg = _check_env(demo_config(str(config) if config else None, overrides))
         run_demo(cfg)
     except ConfigError as e:
         _fail(str(e))
