@@ -167,6 +167,11 @@ def replay(payload):
     except BaseException as e:
         reply["exception"] = f"{type(e).__name__}: {e}"
         reply["traceback"] = short_traceback(e)
+    dropped = [0]
+    max_chars = int(request.get("max_chars") or 64000)
+    for key in ("value", "exception", "traceback"):
+        reply[key] = cut(reply[key], max_chars, dropped)
+    reply.update(nonce=request.get("nonce"), stdio=True, cut=dropped[0])
     sys.stdout.write("\n" + json.dumps(reply) + "\n")
     sys.stdout.flush()
 

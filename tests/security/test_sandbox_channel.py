@@ -149,3 +149,29 @@ def test_redirect_within_a_cell_is_fine(sandbox):
     code = "import contextlib, io\nbuf = io.StringIO()\nwith contextlib.redirect_stdout(buf):\n    print('x')\nbuf.getvalue()"
     assert sandbox.run(code).value == "'x\\n'"
     assert sandbox.run("print('seen')").stdout == "seen\n"
+
+
+def replay_once(code, nonce="n" * 32):
+    """The Docker tier's one-shot driver mode, run directly (the same parser; no Docker engine needed)."""
+    import json
+    import subprocess
+    import sys
+
+    from agentgym.sandboxes.docker_tier import _parse_replay
+    from agentgym.sandboxes.isolation import DRIVER
+
+    request = json.dumps({"history": [], "code": code, "nonce": nonce, "max_chars": 1000})
+    out = subprocess.run([sys.executable, "-I", "-S", str(DRIVER), "--replay", request], capture_output=True, timeout=30)
+    return _parse_replay(out.stdout, out.stderr, out.returncode, SandboxLimits(), nonce)
+
+
+@pytest.mark.parametrize("code", [
+    "import os, sys; sys.stdout.write('\\n[1, 2]\\n'); sys.stdout.flush(); os._exit(0)",  # a JSON list last
+    "import os, sys; sys.stdout.write('\\n{\"value\": \"1\"}\\n'); sys.stdout.flush(); os._exit(0)",
+    "import os, sys; sys.stdout.write('\\n' + '[' * 100000 + '\\n'); sys.stdout.flush(); os._exit(0)",
+])
+def test_docker_tier_reply_line_is_validated_too(code):
+    result = replay_once(code)
+    assert result.error_type == "crash" and "without a valid reply" in result.error
+    good = replay_once("print('hi')\n'x' * 5000")
+    assert good.error_type is None and good.stdout == "hi\n" and good.truncated_bytes == 4000
