@@ -174,4 +174,4 @@ def test_docker_tier_reply_line_is_validated_too(code):
     result = replay_once(code)
     assert result.error_type == "crash" and "without a valid reply" in result.error
     good = replay_once("print('hi')\n'x' * 5000")
-    assert good.error_type is None and good.stdout == "hi\n" and good.truncated_bytes == 4000
+    assert good.error_type is None and good.stdout == "hi\n" and good.truncated_bytes == 4002  # the repr with its quotes, cut to 1000
