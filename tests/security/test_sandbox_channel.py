@@ -175,3 +175,22 @@ def test_docker_tier_reply_line_is_validated_too(code):
     assert result.error_type == "crash" and "without a valid reply" in result.error
     good = replay_once("print('hi')\n'x' * 5000")
     assert good.error_type is None and good.stdout == "hi\n" and good.truncated_bytes == 4002  # the repr with its quotes, cut to 1000
+
+
+def test_the_channel_checks_work_with_descriptors_above_1024(sandbox):
+    """Hundreds of live sandboxes push their pipes past select()'s limit: the checks must not care."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), max(hard, 4096)))
+    fds = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
+    try:
+        sb = LocalSandbox(SandboxLimits(wall_timeout_s=10))
+        try:
+            assert sb.run("40 + 2").value == "42" and sb.run("1").value == "1"
+        finally:
+            sb.close()
+    finally:
+        for fd in fds:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
