@@ -137,7 +137,7 @@ def _json_object_or_text(body: str) -> dict[str, Any] | str:
     if stripped.startswith("{"):
         try:
             value = json.loads(stripped)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, nested or numbered beyond what the decoder takes
             return body
         if isinstance(value, dict):
             return value
@@ -191,13 +191,16 @@ class HermesJSONParser:
         except json.JSONDecodeError as e:
             return None, ParseError("parse_error", f"The tool call is not valid JSON ({e.msg} at line {e.lineno} "
                                     f"column {e.colno}). Write {{\"name\": ..., \"arguments\": {{...}}}}.")
+        except (ValueError, RecursionError) as e:  # an integer over the digit limit; nesting past the recursion limit
+            problem = "it is nested too deeply" if isinstance(e, RecursionError) else str(e).split(";")[0]
+            return None, ParseError("parse_error", f"The tool call could not be read as JSON ({problem}).")
         if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
             return None, ParseError("parse_error", 'The tool call must be a JSON object with a string "name".')
         args = obj.get("arguments", {})
         if isinstance(args, str):  # some models double-encode arguments
             try:
                 args = json.loads(args)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 return None, ParseError("parse_error", '"arguments" must be a JSON object.')
         if not isinstance(args, dict):
             return None, ParseError("parse_error", '"arguments" must be a JSON object.')
