@@ -96,6 +96,8 @@ def _read_trees(path: Path) -> list:
         if not (path / "trajectories.jsonl").is_file():
             _fail(f"{path} has no trajectories.jsonl; give the store file itself")
         path = path / "trajectories.jsonl"
+    if not path.is_file():  # a FIFO or a device (/dev/zero) would be read forever
+        _fail(f"{path} is not a regular file")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", StoreWarning)
         try:

@@ -249,8 +249,10 @@ def read_config_file(p: Path) -> dict[str, Any]:
     empty or non-mapping file."""
     if p.is_dir():
         raise ConfigError(f"config {p} is a directory, not a YAML file")
-    if not p.is_file():
+    if not p.exists():
         raise ConfigError(f"config file {p} does not exist")
+    if not p.is_file():  # a FIFO or a device (/dev/zero) would be read forever
+        raise ConfigError(f"config {p} is not a regular file")
     try:
         size = p.stat().st_size
         if size > MAX_CONFIG_BYTES:

@@ -76,8 +76,9 @@ def test_bad_config_files(tmp_path, command, body, expect):
     one_line_error([command, config_file(tmp_path, body)], expect)
 
 
-def test_a_directory_or_missing_file_as_config(tmp_path, command):
+def test_a_directory_device_or_missing_file_as_config(tmp_path, command):
     one_line_error([command, str(tmp_path)], "is a directory")
+    one_line_error([command, "/dev/zero"], "not a regular file")
     one_line_error([command, str(tmp_path / "missing.yaml")], "does not exist")
 
 
@@ -135,6 +136,7 @@ def test_inspect_commands_on_bad_paths(tmp_path, command):
         assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
         assert result.output.splitlines()[-1].startswith("error:") and "no readable" in result.output
         one_line_error([command, str(tmp_path)], "no trajectories.jsonl")
+        one_line_error([command, "/dev/zero"], "not a regular file")
 
 
 def test_load_config_api_raises_config_error_only():
