@@ -6,9 +6,11 @@ observations) is built by a background thread after the list is ready, so the fi
 for it. Stores are append-only, so `refresh` (called as the pages are used) reads only what was appended
 since: a run that is still training shows its new trees without a restart.
 
-Bad input follows the store's rules (torn, corrupt and other-version records are skipped) but becomes
-messages for the page instead of Python warnings, and a bad file never hides good ones. A torn last
-line is reported while it is torn and read again when a writer completes it.
+Lines are read by the store's own reader (`agentgym.store.scan_lines`: framing, torn tails, checksums,
+the record size cap) and records the fast path cannot read are decoded by the store's `decode_record`,
+so the list holds exactly the records `TrajectoryStore.records()` yields (a test checks both on hostile
+files). Bad input becomes messages for the page instead of Python warnings, and a bad file never hides
+good ones. A torn last line is reported while it is torn and read again when a writer completes it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentgym.store import DEFAULT_MAX_RECORD_BYTES, BadRecord, TrajectoryFileError, decode_line, decode_record, scan_lines, tree_from_record
+from agentgym.store import (DEFAULT_MAX_RECORD_BYTES, BadRecord, TrajectoryFileError, decode_line, decode_record,
+                            scan_lines, tree_from_record)
 from agentgym.trajectory import SCHEMA_VERSION, TrajectoryTree
 from agentgym.viewer.metrics import METRICS_FILE
 from agentgym.viewer.scan import scan_record, search_text, summarise_dict
