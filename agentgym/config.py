@@ -34,6 +34,15 @@ MAX_YAML_NODES = 100_000  # nodes after expanding every alias; real configs have
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
+    @field_validator("*")
+    @classmethod
+    def _integers_fit_64_bits(cls, value: Any) -> Any:
+        # Counts, sizes and seeds reach torch, numpy and the OS as 64-bit integers: a larger one is a typo
+        # or an attack, and would fail (or loop) long after start-up.
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            raise ValueError(f"{len(str(abs(value)))}-digit integer is out of the 64-bit range")
+        return value
+
 
 def _expanded_nodes(node: yaml.Node, memo: dict[int, int]) -> int:
     """Nodes in the document once every alias is expanded, computed once per distinct node (linear)."""

@@ -9,7 +9,8 @@ since: a run that is still training shows its new trees without a restart.
 Lines are read by the store's own reader (`agentgym.store.scan_lines`: framing, torn tails, checksums,
 the record size cap) and records the fast path cannot read are decoded by the store's `decode_record`,
 so the list holds exactly the records `TrajectoryStore.records()` yields (a test checks both on hostile
-files). Bad input becomes messages for the page instead of Python warnings, and a bad file never hides
+files), with one exception: a record whose only fault lies deep inside a node (a field of the wrong type)
+is listed, since the list reads only what it shows, and opening it answers the schema error. Bad input becomes messages for the page instead of Python warnings, and a bad file never hides
 good ones. A torn last line is reported while it is torn and read again when a writer completes it.
 """
 
