@@ -30,22 +30,9 @@ def _load(config: Path | None, overrides: list[str] | None, **defaults):
     from agentgym.config import ConfigError, load_config
 
     try:
-        return _check_env(load_config(config, overrides, **defaults))
+        return load_config(config, overrides, **defaults)
     except ConfigError as e:
         _fail(str(e))
-
-
-def _check_env(cfg):
-    """The env id and its kwargs, checked against the env's constructor before any model loads."""
-    from agentgym.registry import EnvImportError, UnknownEnvError, check_env_kwargs
-
-    try:
-        check_env_kwargs(cfg.env.id, cfg.env.kwargs)
-    except TypeError as e:
-        _fail(f"env.kwargs: {e}")
-    except (UnknownEnvError, EnvImportError) as e:
-        _fail(f"env.id: {e}")
-    return cfg
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -140,7 +127,7 @@ def demo(config: Annotated[Optional[Path], typer.Option(help="Override the built
     from agentgym.trainers.demo import demo_config, run_demo
 
     try:
-        cfg = _check_env(demo_config(str(config) if config else None, overrides))
+        cfg = demo_config(str(config) if config else None, overrides)
         run_demo(cfg)
     except ConfigError as e:
         _fail(str(e))
