@@ -125,9 +125,11 @@ def demo(config: Annotated[Optional[Path], typer.Option(help="Override the built
     """The main job: base eval -> SFT warm start -> ARPO -> eval, with a before/after table."""
     from agentgym.config import ConfigError
     from agentgym.trainers.demo import demo_config, run_demo
+    from agentgym.trainers.session import validate
 
     try:
         cfg = demo_config(str(config) if config else None, overrides)
+        validate(cfg)  # before the demo prints its banner: a bad config is one line
         run_demo(cfg)
     except ConfigError as e:
         _fail(str(e))

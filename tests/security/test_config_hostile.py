@@ -36,6 +36,12 @@ def config_file(tmp_path, body: bytes | str, name="c.yaml"):
     return str(path)
 
 
+def sft_section(tmp_path) -> str:
+    data = tmp_path / "sft-data.jsonl"  # exists, so `sft` gets past its data check to the config checks
+    data.write_text("")
+    return f"sft:\n  data: {data}\n"
+
+
 @pytest.fixture(params=["train", "eval", "sft"])
 def command(request):
     return request.param
@@ -73,6 +79,8 @@ def test_a_document_over_the_size_cap_is_refused(tmp_path):
     (BASE + "run_dir: [1, 2]\n", "run_dir"),
 ])
 def test_bad_config_files(tmp_path, command, body, expect):
+    if command == "sft" and isinstance(body, str) and NO_MODEL in body:
+        body += sft_section(tmp_path)
     one_line_error([command, config_file(tmp_path, body)], expect)
 
 
@@ -92,7 +100,7 @@ def test_a_directory_device_or_missing_file_as_config(tmp_path, command):
     ("trainer.steps=" + "9" * 4000, "64-bit"), ("seed=-" + "9" * 30, "64-bit"), ("eval.tasks=1e999", "eval.tasks"),
 ])
 def test_bad_overrides(tmp_path, command, override, expect):
-    base = BASE + ("sft:\n  data: x.jsonl\n" if command == "sft" else "")
+    base = BASE + (sft_section(tmp_path) if command == "sft" else "")
     one_line_error([command, config_file(tmp_path, base), "--set", override], expect)
 
 
