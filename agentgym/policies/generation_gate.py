@@ -54,6 +54,17 @@ class GenerationGate:
 
     async def run(self, requests: list[GenerationRequest],
                   is_disconnected: Callable[[], Awaitable[bool]]) -> list[Generation]:
+        """Generate for `requests` under the gate."""
+        def work(event: threading.Event) -> list[Generation]:
+            if self.policy.supports_cancel:
+                return self.policy.generate(requests, cancel=event)  # type: ignore[call-arg]
+            return self.policy.generate(requests)
+
+        return await self.run_job(work, is_disconnected)
+
+    async def run_job(self, job: Callable[[threading.Event], Any], is_disconnected: Callable[[], Awaitable[bool]]) -> Any:
+        """Run `job(cancel_event)` in a worker thread under the gate (any use of the model: generation,
+        scoring), with the same queueing, deadline, disconnect and shutdown handling as `run`."""
         if self.closing:
             raise OpenAIError(503, "the server is shutting down", "server_error", code="shutting_down")
         cancel = _Cancel(asyncio.get_running_loop())
@@ -62,7 +73,7 @@ class GenerationGate:
         try:
             await self._acquire(cancel)
             try:
-                return await self._generate(requests, cancel)
+                return await self._work(job, cancel)
             finally:
                 self.lock.release()
         finally:
@@ -90,14 +101,9 @@ class GenerationGate:
         finally:
             self.waiting -= 1
 
-    async def _generate(self, requests: list[GenerationRequest], cancel: _Cancel) -> list[Generation]:
-        def work() -> list[Generation]:
-            if self.policy.supports_cancel:
-                return self.policy.generate(requests, cancel=cancel.event)  # type: ignore[call-arg]
-            return self.policy.generate(requests)
-
+    async def _work(self, job: Callable[[threading.Event], Any], cancel: _Cancel) -> Any:
         self.generating = True
-        thread = asyncio.ensure_future(asyncio.to_thread(work))
+        thread = asyncio.ensure_future(asyncio.to_thread(job, cancel.event))
         try:
             gens = await asyncio.shield(thread)
         except asyncio.CancelledError:  # our task was cancelled: stop the thread before freeing the model

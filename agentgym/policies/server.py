@@ -10,6 +10,13 @@ optional bearer token (required to listen beyond loopback), requests checked bef
 model (empty prompts, token ids outside the vocabulary, prompt + max_tokens beyond the context: 400, as
 vLLM answers), a deadline per request, generation stopped when its client disconnects or the server gets
 SIGTERM (agentgym.policies.generation_gate), and every error in OpenAI's format (server_errors).
+
+Prompt log-probs (teacher forcing, what `Policy.score` over HTTP uses) follow vLLM: ``echo=true`` puts the
+prompt's tokens and log-probs (``None`` for the first token) before the generated ones, ``max_tokens=0``
+with echo generates nothing, and ``prompt_logprobs=N`` adds vLLM's per-choice list
+``[None, {"<token id>": {"logprob", "rank", "decoded_token"}}, ...]``. Only each prompt token's own
+log-prob is reported (no top-N alternatives: rank is null). They are computed at the request's temperature
+(1.0 when it is 0), which the choice reports as ``prompt_logprobs_temperature``; vLLM uses raw logits.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the route signatures, whose `Request` is imported
@@ -18,12 +25,12 @@ import time
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentgym.http_guard import GuardMiddleware, HostCheck, check_bind
 from agentgym.policies.base import Generation, GenerationRequest, Policy, SamplingParams
 from agentgym.policies.generation_gate import GenerationGate
-from agentgym.policies.server_errors import error_json, install_error_handlers, model_limits, prompt_ids
+from agentgym.policies.server_errors import OpenAIError, error_json, install_error_handlers, model_limits, prompt_ids
 
 TOKEN_ENV_VAR = "AGENTGYM_SERVE_TOKEN"
 
@@ -33,11 +40,19 @@ class CompletionRequest(BaseModel):
 
     model: str = "default"
     prompt: list[list[int]] | list[int] | str | list[str]
-    max_tokens: int = Field(default=16, ge=1, le=32768)
+    max_tokens: int = Field(default=16, ge=0, le=32768)  # 0 only with echo: score the prompt, generate nothing
     temperature: float = Field(default=1.0, ge=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
     stop: list[str] | str | None = None
     logprobs: int | None = None
+    echo: bool = False
+    prompt_logprobs: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _generation_or_echo(self) -> "CompletionRequest":
+        if self.max_tokens == 0 and not self.echo:
+            raise ValueError("max_tokens=0 needs echo=true (it returns the prompt's log-probs only)")
+        return self
 
 
 def completion_choice(i: int, g: Generation) -> dict[str, Any]:
@@ -75,12 +90,53 @@ def create_app(policy: Policy, model_name: str = "default", *, token: str | None
         stops = tuple([req.stop] if isinstance(req.stop, str) else (req.stop or []))
         params = SamplingParams(max_new_tokens=req.max_tokens, temperature=req.temperature, top_p=req.top_p, stop=stops)
         prompts = prompt_ids(req.prompt, policy.tokenizer, vocab_size, context, req.max_tokens)
-        gens = await gate.run([GenerationRequest(ids, params) for ids in prompts], request.is_disconnected)
+        wants_scores = req.echo or req.prompt_logprobs is not None
+        temperature = req.temperature if req.temperature > 0 else 1.0
+
+        def job(cancel: Any) -> tuple[list[list[float | None]] | None, list[Generation]]:
+            scores = score_prompts(prompts, temperature) if wants_scores else None
+            if req.max_tokens == 0:
+                return scores, [_NOTHING] * len(prompts)
+            requests = [GenerationRequest(ids, params) for ids in prompts]
+            gens = policy.generate(requests, cancel=cancel) if policy.supports_cancel else policy.generate(requests)  # type: ignore[call-arg]
+            return scores, gens
+
+        scores, gens = await gate.run_job(job, request.is_disconnected)
+        choices = [completion_choice(i, g) for i, g in enumerate(gens)]
+        if scores is not None:
+            add_prompt_logprobs(choices, prompts, scores, temperature, echo=req.echo,
+                                listed=req.prompt_logprobs is not None)
         return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-                "model": req.model, "choices": [completion_choice(i, g) for i, g in enumerate(gens)]}
+                "model": req.model, "choices": choices}
+
+    def score_prompts(prompts: list[list[int]], temperature: float) -> list[list[float | None]]:
+        """Each prompt's per-token log-probs by teacher forcing (None for its first token)."""
+        try:
+            scores = policy.score([p[:1] for p in prompts], [p[1:] for p in prompts], temperature)
+        except (NotImplementedError, ValueError) as e:
+            raise OpenAIError(400, str(e), param="echo") from None
+        return [[None, *s] for s in scores]
+
+    def add_prompt_logprobs(choices: list[dict[str, Any]], prompts: list[list[int]], scores: list[list[float | None]],
+                            temperature: float, echo: bool, listed: bool) -> None:
+        for choice, prompt, score in zip(choices, prompts, scores):
+            choice["prompt_logprobs_temperature"] = temperature
+            if listed:
+                choice["prompt_logprobs"] = [None if v is None else {str(t): {
+                    "logprob": v, "rank": None, "decoded_token": policy.tokenizer.decode([t])}}
+                    for t, v in zip(prompt, score)]
+            if echo:
+                lp = choice["logprobs"]
+                choice["text"] = policy.tokenizer.decode(prompt, skip_special_tokens=False) + choice["text"]
+                lp["tokens"] = [f"token_id:{t}" for t in prompt] + lp["tokens"]
+                lp["token_logprobs"] = score + lp["token_logprobs"]
+                lp["entropies"] = [None] * len(prompt) + lp["entropies"]
 
     return GuardMiddleware(app, HostCheck(bind_host, allowed_hosts), token or None, max_body_bytes,
                            error_body=error_json)
+
+
+_NOTHING = Generation(token_ids=[], logprobs=[], entropies=[], text="", finish_reason="length")  # max_tokens=0
 
 
 def serve(model: str = "embedded", host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
