@@ -96,7 +96,7 @@ def test_a_directory_device_or_missing_file_as_config(tmp_path, command):
     ("trainer..lr=1", "section.key"), ("env.kwargs.bogus_key=1", "bogus_key"),
     ("env.kwargs={split: train, kinds: [add], tool_fromat: x}", "tool_fromat"),
     ("sft.lr=.nan", "finite"), ("eval.temperature=-.inf", "finite"), ("rollout.temperature=.nan", "finite"),
-    ("algorithm.alpha=.nan", "finite"), ("env.id=agentgym/Nope-v0", "unknown env id"),
+    ("rollout.top_p=.nan", "finite"), ("env.id=agentgym/Nope-v0", "unknown env id"),
     ("trainer.steps=" + "9" * 4000, "64-bit"), ("seed=-" + "9" * 30, "64-bit"), ("eval.tasks=1e999", "eval.tasks"),
 ])
 def test_bad_overrides(tmp_path, command, override, expect):
