@@ -9,7 +9,11 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
+
+from agentgym.printable import printable
 
 app = typer.Typer(help="Train tool-using LLM agents with RL: environments, rollouts, trajectories.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -19,9 +23,7 @@ console = Console()
 
 
 def fail(message: str, code: int = 2) -> None:
-    from rich.markup import escape
-
-    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)  # one line
+    console.print(f"[bold red]error:[/] {escape(printable(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -51,10 +53,10 @@ def envs_list(namespace: Namespace = None) -> None:
     table.add_column("registered by")
     for env_id in _env_ids(namespace):
         spec = gymnasium.registry[env_id]
-        table.add_row(env_id, str(spec.entry_point), str(spec.kwargs or ""), env_origin(env_id))
+        table.add_row(*(Text(printable(x)) for x in (env_id, spec.entry_point, spec.kwargs or "", env_origin(env_id))))
     console.print(table)
     for problem in plugin_errors():  # its envs are missing from the table: say why
-        console.print(f"[red]broken plugin:[/] {problem}", highlight=False)
+        console.print(f"[red]broken plugin:[/] {escape(printable(problem))}", highlight=False)
 
 
 @app.command("check-env")
@@ -86,16 +88,16 @@ def check_env_cmd(
             spec(i)
         except UnknownEnvError as e:
             fail(str(e))
-        table = Table("check", "result", "detail", title=i)
+        table = Table("check", "result", "detail", title=Text(printable(i)))
         results = check_env_id(i)
         for r in results:
             failed += not r.ok
-            detail = escape(r.detail) + (f"\n[bold]fix:[/] {escape(r.fix)}" if not r.ok and r.fix else "")
-            table.add_row(r.name, "[green]pass[/]" if r.ok else "[red]FAIL[/]", detail)
+            detail = escape(printable(r.detail)) + (f"\n[bold]fix:[/] {escape(printable(r.fix))}" if not r.ok and r.fix else "")
+            table.add_row(Text(printable(r.name)), "[green]pass[/]" if r.ok else "[red]FAIL[/]", detail)
         console.print(table)
         for r in results if verbose else []:
             for w in r.warnings:
-                console.print(f"[yellow]warning[/] ({r.name}): {escape(w)}", highlight=False)
+                console.print(f"[yellow]warning[/] ({escape(printable(r.name))}): {escape(printable(w))}", highlight=False)
     if failed:
         fail(f"{failed} check(s) failed", code=1)
     console.print(f"[green]all checks passed for {len(ids)} env(s)[/]")
@@ -126,6 +128,8 @@ def run_cmd(
 
     try:
         kwargs = parse_env_kwargs(env_kwarg)
+        if out.exists() and not out.is_dir():
+            fail(f"--out {out} exists and is not a directory")
         check_env_kwargs(env_id, kwargs)  # fail on a bad id or bad kwargs before loading a model
         pol = make_policy(policy, **({"model": model} if model else {}))
     except (UnknownEnvError, EnvImportError, EnvKwargsError, TypeError, ValueError, FileNotFoundError) as e:
@@ -154,7 +158,7 @@ def run_cmd(
     finally:
         pol.close()
     console.print(summary_table(trees, engine.stats, title=f"{env_id} — {policy}"))
-    console.print(f"trajectories: {store.path}")
+    console.print(Text(f"trajectories: {printable(store.path)}"))
     not_started = start_failures(trees)
     if not_started or all_failed(trees):
         what = f"{len(not_started)} episode(s) failed to start" if not_started else "every path failed"
@@ -165,7 +169,7 @@ def summary_table(trees: list, stats: dict, title: str = "") -> Table:
     from agentgym.stats import rollout_metrics
 
     m = rollout_metrics(trees)
-    table = Table("metric", "value", title=title)
+    table = Table("metric", "value", title=Text(printable(title)))
     table.add_row("tasks / trajectories", f"{len(trees)} / {m['n_trajectories']:.0f}")
     table.add_row("mean reward", f"{m['reward']:.3f}")
     table.add_row("accuracy (reward > 0)", f"{m['accuracy']:.1%}")

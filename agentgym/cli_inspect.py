@@ -22,17 +22,19 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from agentgym.printable import printable
+
 console = Console()
 err = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(printable(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
 def _warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[yellow]warning:[/] {escape(printable(message))}", highlight=False, soft_wrap=True)
 
 
 def view(
@@ -68,7 +70,7 @@ def view(
     if path.is_file() and not index.summaries and not_a_store:
         server.close()
         _fail(f"{path} is not an agentgym trajectory store (expected lines of <length>\\t<crc32>\\t<json>)")
-    console.print(f"{len(index.summaries):,} trees from {path} (read in {index.load_s:.2f} s)")
+    console.print(Text(f"{len(index.summaries):,} trees from {printable(path)} (read in {index.load_s:.2f} s)"))
     console.print(f"viewer: [bold]{server.url}[/]  (Ctrl-C to stop)")
     if open_browser:
         import webbrowser
@@ -94,6 +96,8 @@ def _read_trees(path: Path) -> list:
         if not (path / "trajectories.jsonl").is_file():
             _fail(f"{path} has no trajectories.jsonl; give the store file itself")
         path = path / "trajectories.jsonl"
+    if not path.is_file():  # a FIFO or a device (/dev/zero) would be read forever
+        _fail(f"{path} is not a regular file")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", StoreWarning)
         try:
@@ -173,8 +177,8 @@ def replay(
         scores = rp.rescore(chosen, fn, env_factory=make_env)
         table = Table("tree", "leaf", "stored", "re-scored", "", title=f"re-score ({scorer or 'env replay'})")
         for s in scores:
-            mark = Text(f"error {s.error}", style="red") if s.error else Text("changed" if s.changed else "", style="yellow")
-            table.add_row(Text(s.tree_id[:16]), str(s.leaf_id), f"{s.stored:g}",
+            mark = Text(f"error {printable(s.error)}", style="red") if s.error else Text("changed" if s.changed else "", style="yellow")
+            table.add_row(Text(printable(s.tree_id[:16])), str(s.leaf_id), f"{s.stored:g}",
                           "–" if s.rescored is None else f"{s.rescored:g}", mark)
         console.print(table)
         changed, errors = sum(s.changed for s in scores), sum(1 for s in scores if s.error)
@@ -191,11 +195,11 @@ def replay(
             for note in report.notes:
                 _warn(f"tree {t.id}: {note}")
             for e in report.errors:
-                err.print(f"[red]tree {escape(t.id)}: {escape(e)}[/]", highlight=False, soft_wrap=True)
+                err.print(f"[red]tree {escape(printable(t.id))}: {escape(printable(e))}[/]", highlight=False, soft_wrap=True)
             for d in report.divergences:
-                err.print(f"[red]DIVERGED[/] {escape(d.describe())}", highlight=False, soft_wrap=True)
+                err.print(f"[red]DIVERGED[/] {escape(printable(d.describe()))}", highlight=False, soft_wrap=True)
             if report.ok:
-                console.print(f"[green]reproduced[/] tree {escape(t.id)}: {report.paths} paths, "
+                console.print(f"[green]reproduced[/] tree {escape(printable(t.id))}: {report.paths} paths, "
                               f"{report.nodes_checked} nodes identical")
             failed |= not report.ok
     if export_sft is not None:

@@ -3,6 +3,12 @@
 YAML in, command-line overrides on top (``--set trainer.lr=1e-5``), validated by pydantic before any work
 starts. Every section forbids unknown keys, and the error names the key and the nearest valid one, so a
 typo never becomes an option that silently does nothing.
+
+Config files and ``--set`` values are untrusted text: YAML is read with a loader that refuses documents
+over `MAX_CONFIG_BYTES` and alias graphs that expand beyond `MAX_YAML_NODES` nodes (a "billion laughs"
+bomb is refused before anything is built from it), floats must be finite, and every failure (not UTF-8, a
+directory, a YAML syntax error, an integer beyond the interpreter's digit limit, an empty file) is a
+`ConfigError` of one line.
 """
 
 from __future__ import annotations
@@ -23,8 +29,68 @@ class ConfigError(ValueError):
     """The configuration is invalid; the message names the offending key."""
 
 
+MAX_CONFIG_BYTES = 1 << 20
+MAX_YAML_NODES = 100_000  # nodes after expanding every alias; real configs have a few hundred
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*")
+    @classmethod
+    def _integers_fit_64_bits(cls, value: Any) -> Any:
+        # Counts, sizes and seeds reach torch, numpy and the OS as 64-bit integers: a larger one is a typo
+        # or an attack, and would fail (or loop) long after start-up.
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            raise ValueError(f"{len(str(abs(value)))}-digit integer is out of the 64-bit range")
+        return value
+
+
+def _expanded_nodes(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Nodes in the document once every alias is expanded, computed once per distinct node (linear)."""
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    memo[id(node)] = MAX_YAML_NODES + 1  # an alias back into its own anchor counts as unbounded
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_nodes(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        total += sum(_expanded_nodes(k, memo) + _expanded_nodes(v, memo) for k, v in node.value)
+    memo[id(node)] = min(total, MAX_YAML_NODES + 1)
+    return memo[id(node)]
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a document whose aliases expand past `MAX_YAML_NODES` nodes."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        if _expanded_nodes(node, {}) > MAX_YAML_NODES:
+            raise ConfigError(f"the YAML expands to over {MAX_YAML_NODES:,} nodes through its aliases "
+                              "(an alias bomb?); refused")
+        return super().construct_document(node)
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message as one line: what went wrong and where."""
+    if isinstance(e, yaml.MarkedYAMLError) and e.problem_mark is not None:
+        mark = e.problem_mark
+        return f"{e.problem or e.context}, line {mark.line + 1} column {mark.column + 1}"
+    return " ".join(str(e).split())[:200]
+
+
+def load_yaml(text: str, what: str) -> Any:
+    """`text` parsed as one bounded YAML document; `ConfigError` naming `what` for anything else."""
+    if len(text.encode("utf-8", "replace")) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{what} is over {MAX_CONFIG_BYTES:,} bytes; refused")
+    try:
+        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what} is not valid YAML ({_yaml_problem(e)})") from None
+    except RecursionError:
+        raise ConfigError(f"{what} is nested too deeply") from None
+    except ValueError as e:  # e.g. an integer over the interpreter's digit limit
+        raise ConfigError(f"{what}: {str(e)[:200]}") from None
 
 
 class EnvConfig(Section):
@@ -147,6 +213,13 @@ class Config(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
+    @field_validator("run_dir")
+    @classmethod
+    def _run_dir_is_a_directory(cls, value: Path) -> Path:
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{value} exists and is not a directory")
+        return value
+
     @field_validator("algorithm", mode="wrap")
     @classmethod
     def _algorithm_by_name(cls, value: Any, handler: Any) -> AlgorithmConfig:
@@ -199,6 +272,14 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
     return model
 
 
+def _short(value: Any) -> str:
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def explain(err: ValidationError, root: type[BaseModel] = Config) -> str:
     lines = []
     for e in err.errors():
@@ -217,29 +298,52 @@ def explain(err: ValidationError, root: type[BaseModel] = Config) -> str:
         elif e["type"].startswith("algorithm_"):  # our own messages name the key and the algorithm
             lines.append(f"{key}: {e['msg']}")
         else:
-            lines.append(f"{key}: {e['msg']} (got {e.get('input')!r})")
-    return "invalid configuration:\n  " + "\n  ".join(lines)
+            lines.append(f"{key}: {e['msg']} (got {_short(e.get('input'))})")
+    return "invalid configuration: " + "; ".join(lines)  # one line, however many errors
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like section.key=value")
     key, _, raw = text.partition("=")
-    return key.strip().split("."), yaml.safe_load(raw)
+    keys = key.strip().split(".")
+    if not all(keys):
+        raise ConfigError(f"override {text!r}: {key.strip()!r} is not a section.key path")
+    return keys, load_yaml(raw, f"the value of override {key.strip()!r}")
+
+
+def read_config_file(p: Path) -> dict[str, Any]:
+    """The top-level mapping of a config file; `ConfigError` for a missing, special, oversized, non-UTF-8,
+    empty or non-mapping file."""
+    if p.is_dir():
+        raise ConfigError(f"config {p} is a directory, not a YAML file")
+    if not p.exists():
+        raise ConfigError(f"config file {p} does not exist")
+    if not p.is_file():  # a FIFO or a device (/dev/zero) would be read forever
+        raise ConfigError(f"config {p} is not a regular file")
+    try:
+        size = p.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {p} is {size:,} bytes, over {MAX_CONFIG_BYTES:,}; refused")
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {p}: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {p} is not UTF-8 text (byte {e.start})") from None
+    loaded = load_yaml(text, f"config file {p}")
+    if loaded is None:  # refuse rather than silently start a default run
+        raise ConfigError(f"config file {p} is empty (or null); write at least the env and policy sections")
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {p} must contain a mapping at the top level, not a {type(loaded).__name__}")
+    return loaded
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, **defaults: Any) -> Config:
     data: dict[str, Any] = dict(defaults)
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist")
-        try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p} is not valid YAML: {e}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{p} must contain a mapping at the top level")
+        loaded = read_config_file(Path(path))
         data.update(loaded)
     for item in overrides or []:
         keys, value = parse_override(item)
@@ -253,6 +357,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         return Config.model_validate(data)
     except ValidationError as e:
         raise ConfigError(explain(e)) from None
+    except RecursionError:
+        raise ConfigError("the configuration is nested too deeply") from None
 
 
 def dump_config(cfg: Config) -> str:

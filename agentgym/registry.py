@@ -193,3 +193,4 @@ def make(env_id: str, **kwargs: Any) -> gymnasium.Env:
     except (ImportError, AttributeError, ModuleNotFoundError) as e:
         raise EnvImportError(f"env {env_id!r} ({env_spec.entry_point}) failed to import: {type(e).__name__}: {e}") from e
     return env.unwrapped
+

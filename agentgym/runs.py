@@ -86,17 +86,15 @@ def tokenizer_name(policy: str) -> str:
 
 def parse_env_kwargs(items: list[str] | None) -> dict[str, Any]:
     """``["split=test", "kinds=[multiply]"]`` -> ``{"split": "test", "kinds": ["multiply"]}``."""
-    import yaml
+    from agentgym.config import load_yaml
 
     kwargs: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--env-kwarg {item!r} must look like key=value")
-        try:
-            kwargs[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as e:
-            raise ValueError(f"--env-kwarg {item!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from e
+        # the bounded loader: an alias bomb, deep nesting or a huge integer is one ConfigError (a ValueError)
+        kwargs[key.strip()] = load_yaml(value, f"--env-kwarg {key.strip()}")
     return kwargs
 
 

@@ -6,6 +6,12 @@ writers never interleave. A process killed mid-write leaves a torn last line wit
 length or checksum: readers detect and skip it (with a warning), and the next writer starts on a fresh
 line, so earlier records are never rewritten and the torn bytes are never decoded as a record.
 Rollout ids are idempotency keys: appending a tree whose id is already stored is a no-op.
+
+Every reader goes through `scan_lines` (line framing, torn tail, checksum, a cap on a line's length) and
+`decode_record` (a JSON object, nothing else), so the store, the viewer and the tools agree on what a
+record is. A checksummed line is still untrusted input: a JSON list, 100,000 nested brackets, a
+5,000-digit integer, a tree whose parents form a cycle, or a line longer than `max_record_bytes` (read
+past in chunks, never held whole) is skipped with a `StoreWarning` like a torn one.
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ import re
 import warnings
 import zlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from agentgym.jsonl import bounded_lines
 from agentgym.trajectory import SCHEMA_VERSION, TrajectoryTree
 
 
@@ -31,6 +39,99 @@ class StoreWarning(UserWarning):
 
 class TrajectoryFileError(ValueError):
     """The file is not a trajectory store at all."""
+
+
+class BadRecord(ValueError):
+    """An intact (checksummed) line whose content is not a readable record; the message says why."""
+
+
+DEFAULT_MAX_RECORD_BYTES = 256 << 20  # a tree is typically 10-100 kB; this only stops a runaway line
+_FRAMING = 32  # "<length>\t<crc32>\t" and the newline around the JSON
+
+LineKind = Literal["record", "blank", "torn", "corrupt", "too_long", "plain"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreLine:
+    """One line of a store file as found on disk, with where it is."""
+
+    kind: LineKind  # record: intact, `payload` set; torn: no newline yet (the file's end, maybe being written)
+    line: int  # 1-based
+    offset: int  # byte offset of the line's first byte
+    length: int  # bytes including the newline (for a torn tail: up to the end of the file)
+    payload: bytes | None = None  # the JSON bytes of an intact record
+
+    def problem(self, name: str) -> str:
+        why = {"torn": "torn last record (no newline) skipped",
+               "corrupt": "corrupt record (length/checksum mismatch) skipped",
+               "too_long": f"record of {self.length} bytes is over the size limit; skipped",
+               "plain": "not a trajectory store (plain JSON lines)"}
+        return f"{name}:{self.line}: {why.get(self.kind, self.kind)}"
+
+
+def scan_lines(f: Any, start: int = 0, first_line: int = 1,
+               max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[StoreLine]:
+    """Every line of the binary file `f` from byte `start` (line number `first_line`), classified.
+
+    A line longer than `max_record_bytes` is read past in 1 MiB chunks and never held whole. A torn tail
+    is reported and ends the scan (it is not consumed: a writer may still complete it). If the first line
+    of the file looks like plain JSON, that is reported as `plain` and the scan ends."""
+    f.seek(start)
+    offset, lineno = start, first_line
+    for length, raw in bounded_lines(f, max_record_bytes + _FRAMING):
+        if raw is None:
+            f.seek(-1, os.SEEK_CUR)
+            if f.read(1) != b"\n":  # an over-long tail still being written
+                yield StoreLine("torn", lineno, offset, length)
+                return
+            yield StoreLine("too_long", lineno, offset, length)
+        elif not raw.endswith(b"\n"):
+            yield StoreLine("torn", lineno, offset, length)
+            return
+        elif raw == b"\n":
+            yield StoreLine("blank", lineno, offset, length)
+        else:
+            payload = decode_line(raw[:-1])
+            if payload is not None:
+                yield StoreLine("record", lineno, offset, length, payload)
+            elif offset == 0 and raw.lstrip().startswith(b"{"):
+                yield StoreLine("plain", lineno, offset, length)
+                return
+            else:
+                yield StoreLine("corrupt", lineno, offset, length)
+        offset += length
+        lineno += 1
+
+
+def decode_record(payload: bytes) -> dict[str, Any]:
+    """The JSON object of an intact record; `BadRecord` for anything else (not JSON, not UTF-8, a list,
+    nesting or integers beyond what the decoder accepts)."""
+    try:
+        rec = json.loads(payload)
+    except RecursionError:
+        raise BadRecord("record is nested too deeply") from None
+    except ValueError as e:  # not JSON or not UTF-8; an integer over the interpreter's digit limit
+        raise BadRecord(f"undecodable record ({str(e)[:80]})") from None
+    if not isinstance(rec, dict):
+        raise BadRecord(f"record is a JSON {type(rec).__name__}, not an object")
+    return rec
+
+
+def tree_from_record(rec: dict[str, Any]) -> TrajectoryTree:
+    """The validated tree of a decoded record; `BadRecord` for another schema version or a bad tree."""
+    version = rec.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BadRecord(f"record {str(rec.get('id'))[:64]!r} has schema version {str(version)[:16]}, "
+                        f"this agentgym reads version {SCHEMA_VERSION}")
+    try:
+        return TrajectoryTree.model_validate(rec)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise BadRecord(f"record {str(rec.get('id'))[:64]!r} does not match the schema ({e.error_count()} errors; "
+                        f"{where + ': ' if where else ''}{first['msg'][:120]})") from None
+    except RecursionError:
+        raise BadRecord("record is nested too deeply") from None
 
 
 def encode_record(payload: bytes) -> bytes:
@@ -60,8 +161,8 @@ def _record_id(payload: bytes) -> str | None:
     if m:
         return m.group(1).decode()
     try:
-        value = json.loads(payload).get("id")
-    except (json.JSONDecodeError, AttributeError):
+        value = decode_record(payload).get("id")
+    except BadRecord:
         return None
     return value if isinstance(value, str) else None
 
@@ -69,9 +170,10 @@ def _record_id(payload: bytes) -> str | None:
 class TrajectoryStore:
     """Append trees to, and read them back from, one JSONL file."""
 
-    def __init__(self, path: str | os.PathLike, fsync: bool = True):
+    def __init__(self, path: str | os.PathLike, fsync: bool = True, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES):
         self.path = Path(path)
         self.fsync = fsync
+        self.max_record_bytes = max_record_bytes
         self._ids: set[str] = set()
         self._scanned = 0  # bytes of the file whose ids are already in self._ids
 
@@ -92,7 +194,11 @@ class TrajectoryStore:
             for tree in trees:
                 if tree.id in ids:
                     continue
-                os.write(fd, encode_record(tree.model_dump_json().encode()))
+                payload = tree.model_dump_json().encode()
+                if len(payload) > self.max_record_bytes:  # readers would skip it: refuse it now, loudly
+                    raise ValueError(f"tree {tree.id} is {len(payload)} bytes as JSON, over the store's "
+                                     f"max_record_bytes={self.max_record_bytes}")
+                os.write(fd, encode_record(payload))
                 ids.add(tree.id)
                 written += 1
             if self.fsync and written:
@@ -115,14 +221,12 @@ class TrajectoryStore:
         if not self.path.exists():
             return self._ids
         with open(self.path, "rb") as f:
-            f.seek(self._scanned)
-            for raw in f:
-                if not raw.endswith(b"\n"):
+            for line in scan_lines(f, self._scanned, max_record_bytes=self.max_record_bytes):
+                if line.kind in ("torn", "plain"):
                     break  # torn tail: rescanned once a writer isolates it with a newline
-                self._scanned += len(raw)
-                payload = decode_line(raw[:-1])
-                if payload is not None:
-                    rollout_id = _record_id(payload)
+                self._scanned = line.offset + line.length
+                if line.payload is not None:
+                    rollout_id = _record_id(line.payload)
                     if rollout_id is not None:
                         self._ids.add(rollout_id)
         return self._ids
@@ -131,56 +235,48 @@ class TrajectoryStore:
         return rollout_id in self._stored_ids()
 
     # ---- reading ----------------------------------------------------------------------------------
-    def _iter_lines(self) -> Iterator[tuple[int, bytes]]:
+    def lines(self) -> Iterator[StoreLine]:
+        """Every line of the file, classified, with its byte offset (see `scan_lines`)."""
         if not self.path.exists():
             return
         with open(self.path, "rb") as f:
-            for lineno, raw in enumerate(f, 1):
-                yield lineno, raw
+            yield from scan_lines(f, max_record_bytes=self.max_record_bytes)
 
-    def _iter_payload_dicts(self, quiet: bool = False) -> Iterator[dict[str, Any]]:
-        for lineno, raw in self._iter_lines():
-            if not raw.endswith(b"\n"):
-                if not quiet:
-                    warnings.warn(f"{self.path}:{lineno}: torn last record (no newline) skipped", StoreWarning)
-                continue
-            if raw == b"\n":
-                continue
-            payload = decode_line(raw[:-1])
-            if payload is None:
-                if lineno == 1 and raw.lstrip().startswith(b"{"):
-                    raise TrajectoryFileError(f"{self.path} is plain JSONL, not an agentgym trajectory store")
-                if not quiet:
-                    warnings.warn(f"{self.path}:{lineno}: corrupt record (length/checksum mismatch) skipped", StoreWarning)
-                continue
+    def _iter_payload_dicts(self, quiet: bool = False) -> Iterator[tuple[StoreLine, dict[str, Any]]]:
+        for line in self.lines():
+            if line.kind == "plain":
+                raise TrajectoryFileError(f"{self.path} is plain JSONL, not an agentgym trajectory store")
+            if line.kind == "record":
+                assert line.payload is not None
+                try:
+                    yield line, decode_record(line.payload)
+                except BadRecord as e:
+                    if not quiet:
+                        warnings.warn(f"{self.path}:{line.line}: {e}; skipped", StoreWarning)
+            elif line.kind != "blank" and not quiet:
+                warnings.warn(line.problem(str(self.path)), StoreWarning)
+
+    def records(self) -> Iterator[tuple[StoreLine, TrajectoryTree]]:
+        """Every readable tree once (the first record with an id wins), in write order, with the line it
+        came from. Bad records are skipped with a `StoreWarning`."""
+        seen: set[str] = set()
+        for line, rec in self._iter_payload_dicts():
             try:
-                yield json.loads(payload)
-            except json.JSONDecodeError:
-                if not quiet:
-                    warnings.warn(f"{self.path}:{lineno}: undecodable record skipped", StoreWarning)
+                tree = tree_from_record(rec)
+            except BadRecord as e:
+                warnings.warn(f"{self.path}:{line.line}: {e}; skipped", StoreWarning)
+                continue
+            if tree.id in seen:
+                continue
+            seen.add(tree.id)
+            yield line, tree
 
     def __iter__(self) -> Iterator[TrajectoryTree]:
         return self.read()
 
     def read(self) -> Iterator[TrajectoryTree]:
         """Every intact record once, in write order. Bad records are skipped with a `StoreWarning`."""
-        seen: set[str] = set()
-        for rec in self._iter_payload_dicts():
-            version = rec.get("schema_version")
-            if version != SCHEMA_VERSION:
-                warnings.warn(f"{self.path}: record {rec.get('id')!r} has schema version {version}, "
-                              f"this agentgym reads version {SCHEMA_VERSION}; skipped", StoreWarning)
-                continue
-            try:
-                tree = TrajectoryTree.model_validate(rec)
-            except ValidationError as e:
-                warnings.warn(f"{self.path}: record {rec.get('id')!r} does not match the schema "
-                              f"({e.error_count()} errors); skipped", StoreWarning)
-                continue
-            if tree.id in seen:
-                continue
-            seen.add(tree.id)
-            yield tree
+        return (tree for _, tree in self.records())
 
     def read_all(self) -> list[TrajectoryTree]:
         return list(self.read())

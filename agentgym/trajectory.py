@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = 1
 
@@ -124,6 +124,14 @@ class TrajectoryTree(_Model):
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds spent in generation/env/total.")
     meta: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _check_structure(self) -> TrajectoryTree:
+        # A stored tree is untrusted input: a cycle would hang every walk up the parents (path, context_ids).
+        problem = structure_problem([n.id for n in self.nodes], [n.parent for n in self.nodes])
+        if problem:
+            raise ValueError(f"bad tree structure: {problem}")
+        return self
+
     # ---- building ---------------------------------------------------------------------------------
     def add(self, turn: Turn) -> Turn:
         turn.id = len(self.nodes)
@@ -185,6 +193,30 @@ class TrajectoryTree(_Model):
             "tool_calls": sum(len(n.tool_calls) for n in self.nodes),
             "errors": sum(1 for n in self.nodes for c in n.tool_calls if c.error_type),
         }
+
+
+def structure_problem(ids: list[int], parents: list[int | None]) -> str | None:
+    """Why nodes with these ids and parents do not form a forest (ids are positions, parents in range,
+    no cycles), or None. Linear: each node's chain upwards is walked once."""
+    n = len(ids)
+    for i, (node_id, parent) in enumerate(zip(ids, parents)):
+        if node_id != i:
+            return f"node at position {i} has id {node_id}"
+        if parent is not None and not 0 <= parent < n:
+            return f"node {i} has parent {parent}, outside 0..{n - 1}"
+    state = [0] * n  # 0 unvisited, 1 on the chain being walked, 2 known to reach a root
+    for i in range(n):
+        chain: list[int] = []
+        cur: int | None = i
+        while cur is not None and state[cur] == 0:
+            state[cur] = 1
+            chain.append(cur)
+            cur = parents[cur]
+        if cur is not None and state[cur] == 1:
+            return f"the parents of node {cur} form a cycle"
+        for node in chain:
+            state[node] = 2
+    return None
 
 
 @dataclass

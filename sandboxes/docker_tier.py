@@ -10,12 +10,16 @@ long sessions; the local tier keeps a live interpreter instead. Needs the `docke
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from agentgym.sandboxes.base import ExecResult, Sandbox, SandboxLimits, check_code
+from agentgym.sandboxes.channel import Reply, new_nonce, reply_cap
 
 IMAGE = "agentgym-sandbox:latest"
 DOCKERFILE = Path(__file__).resolve().parents[1] / "docker" / "sandbox.Dockerfile"
@@ -75,14 +79,15 @@ class DockerSandbox(Sandbox):
             return problem
         self.start()
         wall = min(timeout, self.limits.wall_timeout_s) if timeout else self.limits.wall_timeout_s
-        payload = json.dumps({"history": self.history, "code": code})
+        nonce = new_nonce()
+        payload = json.dumps({"history": self.history, "code": code, "nonce": nonce, "max_chars": self.limits.max_output_bytes})
         start = time.perf_counter()
         cmd = ["timeout", "-s", "KILL", str(wall), "python3", "-I", "-S", "/opt/agentgym/driver.py", "--replay", payload]
         try:
             exit_code, (out, err) = self.container.exec_run(cmd, demux=True, user="65534:65534")
         except Exception as e:
             return ExecResult(error_type="infra_error", error=f"docker exec failed: {e}")
-        result = _parse_replay(out or b"", err or b"", exit_code, self.limits)
+        result = _parse_replay(out or b"", err or b"", exit_code, self.limits, nonce)
         result.duration_s = time.perf_counter() - start
         if exit_code == 137 and result.error_type is None:
             result.error_type, result.error = "timeout", f"the code ran longer than {wall:g} s and was stopped"
@@ -112,19 +117,26 @@ class DockerSandbox(Sandbox):
         return {"tier": "docker", "image": IMAGE, "network": "none", "limits": self.limits.model_dump()}
 
 
-def _parse_replay(out: bytes, err: bytes, exit_code: int, limits: SandboxLimits) -> ExecResult:
-    """The driver's --replay mode prints the user's output, then a last line with the JSON reply."""
+def _parse_replay(out: bytes, err: bytes, exit_code: int, limits: SandboxLimits, nonce: str) -> ExecResult:
+    """The driver's --replay mode prints the user's output, then a last line with the JSON reply. The cell
+    shares that stream, so the line is held to the same rules as the local tier's reply channel (see
+    channel.py): this call's nonce, the size cap, the exact schema; anything else is a crash."""
     text = out.decode("utf-8", "replace")
     head, _, last = text.rstrip("\n").rpartition("\n")
-    try:
-        body = json.loads(last)
-    except json.JSONDecodeError:
+    body = None
+    if len(last) <= reply_cap(limits.max_output_bytes):
+        try:
+            body = Reply.model_validate_json(last)
+        except ValidationError:
+            pass
+    if body is None or not secrets.compare_digest(body.nonce.encode(), nonce.encode()):
         return ExecResult(stdout=text[: limits.max_output_bytes], stderr=err.decode("utf-8", "replace")[: limits.max_output_bytes],
-                          error_type="crash", error=f"the interpreter exited with status {exit_code}", exit_status=exit_code)
+                          error_type="crash", error=f"the interpreter exited with status {exit_code} without a valid reply",
+                          exit_status=exit_code)
     result = ExecResult(stdout=head[: limits.max_output_bytes], stderr=err.decode("utf-8", "replace")[: limits.max_output_bytes],
-                        value=body.get("value"), exception=body.get("exception"), traceback=body.get("traceback"))
-    result.truncated_bytes = max(0, len(head) - limits.max_output_bytes)
-    if body.get("oom"):
+                        value=body.value, exception=body.exception, traceback=body.traceback)
+    result.truncated_bytes = max(0, len(head) - limits.max_output_bytes) + body.cut
+    if body.oom:
         result.error_type, result.error = "oom", "the memory limit was reached (MemoryError)"
     return result
 

@@ -3,8 +3,14 @@
 Protocol: the host writes requests on one pipe and reads replies on another (their fds are argv[1:3]), each a 4-byte big-endian length and
 a JSON object. The code's own stdout/stderr are the process's fds 1 and 2, which the host drains (and
 caps) itself, so output from child processes is captured too. A request is ``{"code": str, "cpu_s":
-float}``; the reply is ``{"value": repr of the last expression or null, "exception": "Type: message" or
-null, "traceback": str or null, "oom": bool}``. State persists between requests like a notebook cell.
+float, "nonce": str, "max_chars": int}``; the reply is ``{"nonce": the request's nonce, "value": repr of the
+last expression or null, "exception": "Type: message" or null, "traceback": str or null, "oom": bool,
+"stdio": bool (fds 1 and 2 still lead to the host), "cut": chars dropped from the fields above}``, each text
+field cut to ``max_chars``. State persists between requests like a notebook cell.
+
+The cell runs in this process, so it can reach everything here, the reply descriptor included: nothing in
+this file is trusted by the host. The host binds each reply to its call with the nonce, caps and validates
+it, and restarts the sandbox on any deviation (see local.py, "The reply channel").
 
 Standard library only: this file must run under a bare ``python -I -S``.
 """
@@ -35,7 +41,7 @@ def read_exact(fd, n):
 
 
 def send(obj):
-    data = json.dumps(obj).encode()
+    data = json.dumps(obj, ensure_ascii=False).encode("utf-8")
     os.write(REPLIES, struct.pack(">I", len(data)) + data)
 
 
@@ -67,9 +73,35 @@ def reap_children():
         pass
 
 
+def stdio_identity():
+    """What fds 1 and 2 are (device, inode) and whether Python's streams still write to them."""
+    try:
+        fds = tuple((st.st_dev, st.st_ino) for st in (os.fstat(1), os.fstat(2)))
+    except OSError:  # closed
+        return None
+    streams = (sys.stdout, sys.stderr)
+    try:
+        if any(s.closed or s.fileno() != n for n, s in zip((1, 2), streams)):
+            return None
+    except Exception:  # replaced by an object without a descriptor (or a broken one)
+        return None
+    return fds, tuple(id(s) for s in streams)
+
+
+def cut(text, max_chars, counter):
+    """At most `max_chars` of `text`, as valid UTF-8 (a lone surrogate in a repr becomes its escape)."""
+    if text is None:
+        return None
+    if len(text) > max_chars:
+        counter[0] += len(text) - max_chars
+        text = text[:max_chars]
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def main():
     namespace = {"__name__": "__main__", "__builtins__": __builtins__}
     me = os.getpid()
+    stdio = stdio_identity()
     while True:
         try:
             (size,) = struct.unpack(">I", read_exact(REQUESTS, 4))
@@ -106,6 +138,11 @@ def main():
         except Exception:
             pass
         reap_children()
+        dropped = [0]
+        max_chars = int(request.get("max_chars") or 64000)
+        for key in ("value", "exception", "traceback"):
+            reply[key] = cut(reply[key], max_chars, dropped)
+        reply.update(nonce=request.get("nonce"), stdio=stdio is not None and stdio_identity() == stdio, cut=dropped[0])
         send(reply)
 
 
@@ -130,6 +167,11 @@ def replay(payload):
     except BaseException as e:
         reply["exception"] = f"{type(e).__name__}: {e}"
         reply["traceback"] = short_traceback(e)
+    dropped = [0]
+    max_chars = int(request.get("max_chars") or 64000)
+    for key in ("value", "exception", "traceback"):
+        reply[key] = cut(reply[key], max_chars, dropped)
+    reply.update(nonce=request.get("nonce"), stdio=True, cut=dropped[0])
     sys.stdout.write("\n" + json.dumps(reply) + "\n")
     sys.stdout.flush()
 

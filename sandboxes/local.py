@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 from agentgym.sandboxes.base import ExecResult, Sandbox, SandboxLimits, check_code
+from agentgym.sandboxes.channel import ProtocolViolation, ReplyReader, assert_quiet, new_nonce, reply_cap
 from agentgym.sandboxes.isolation import NOBODY, SAFE_ENV, Cgroup, command, default_python, describe, rlimits_preexec
 
 _READ = 65536
@@ -136,6 +137,11 @@ class LocalSandbox(Sandbox):
                 self.start()
             except OSError as e:
                 return ExecResult(error_type="infra_error", error=f"could not start the sandbox: {e}")
+            try:
+                assert_quiet(self._rep_r)
+            except ProtocolViolation:  # e.g. the genuine reply after a frame the last cell forged: start afresh
+                self.reset()
+                self._state_lost = True
             lost, self._state_lost = self._state_lost, False
             result = self._call(code, wall)
             result.duration_s = time.perf_counter() - start
@@ -152,21 +158,24 @@ class LocalSandbox(Sandbox):
     def _call(self, code: str, wall: float) -> ExecResult:
         proc = self._proc
         assert proc is not None
-        payload = json.dumps({"code": code, "cpu_s": self.limits.cpu_s}).encode()
+        nonce = new_nonce()
+        max_chars = self.limits.max_output_bytes
+        payload = json.dumps({"code": code, "cpu_s": self.limits.cpu_s, "nonce": nonce, "max_chars": max_chars}).encode()
         try:
             os.write(self._req_w, struct.pack(">I", len(payload)) + payload)
         except (BrokenPipeError, OSError):
             return self._died(proc, ExecResult(), "the interpreter was not running")
         out, err = _Capture(self.limits.max_output_bytes), _Capture(self.limits.max_output_bytes)
-        reply = b""
+        reader = ReplyReader(self._rep_r, nonce, reply_cap(max_chars))
         sel = selectors.DefaultSelector()
         sel.register(proc.stdout, selectors.EVENT_READ, out)
         sel.register(proc.stderr, selectors.EVENT_READ, err)
         sel.register(self._rep_r, selectors.EVENT_READ, None)
         deadline = time.monotonic() + wall
         result = ExecResult()
+        reply = None
         try:
-            while True:
+            while reply is None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     _kill_group(proc)
@@ -174,10 +183,12 @@ class LocalSandbox(Sandbox):
                     break
                 for key, _ in sel.select(min(remaining, 0.5)):
                     if key.data is None:
-                        chunk = os.read(self._rep_r, _READ)
-                        if not chunk:
+                        try:
+                            reply = reader.feed()
+                        except EOFError:
                             return self._died(proc, ExecResult(stdout=out.text(), stderr=err.text()), None)
-                        reply += chunk
+                        except ProtocolViolation as e:
+                            return self._violation(proc, ExecResult(stdout=out.text(), stderr=err.text()), str(e))
                     else:
                         chunk = key.fileobj.read(_READ)  # type: ignore[union-attr]
                         if chunk:
@@ -187,12 +198,10 @@ class LocalSandbox(Sandbox):
                     result = ExecResult(error_type="output_limit",
                                         error=f"the code wrote over {self.limits.kill_output_bytes} bytes and was stopped")
                     break
-                if len(reply) >= 4 and len(reply) >= 4 + struct.unpack(">I", reply[:4])[0]:
-                    body = json.loads(reply[4 : 4 + struct.unpack(">I", reply[:4])[0]])
-                    result = ExecResult(value=body["value"], exception=body["exception"], traceback=body["traceback"])
-                    if body.get("oom"):
-                        result.error_type, result.error = "oom", "the memory limit was reached (MemoryError)"
-                    break
+            if reply is not None:
+                result = ExecResult(value=reply.value, exception=reply.exception, traceback=reply.traceback)
+                if reply.oom:
+                    result.error_type, result.error = "oom", "the memory limit was reached (MemoryError)"
             for stream, capture in ((proc.stdout, out), (proc.stderr, err)):  # what is already in the pipes
                 try:
                     while chunk := stream.read(_READ):  # type: ignore[union-attr]
@@ -202,12 +211,22 @@ class LocalSandbox(Sandbox):
         finally:
             sel.close()
         result.stdout, result.stderr = out.text(), err.text()
-        result.truncated_bytes = out.dropped + err.dropped
+        result.truncated_bytes = out.dropped + err.dropped + (reply.cut if reply is not None else 0)
+        if reply is not None and not reply.stdio:
+            return self._violation(proc, result, "the code closed or replaced its standard output or error "
+                                                 "(fd 1/2, sys.stdout/sys.stderr), so later output would be lost")
         if result.error_type in ("timeout", "output_limit"):
             result.exit_status = _reap(proc)
             if result.error_type == "timeout" and self._cgroup is not None and self._cgroup.oom_killed():
                 result.error_type, result.error = "oom", "the sandbox ran out of memory and was killed"
         return result
+
+    def _violation(self, proc: subprocess.Popen, partial: ExecResult, why: str) -> ExecResult:
+        """The sandbox broke the reply protocol: kill it; `run` starts a fresh one next and says state was lost."""
+        _kill_group(proc)
+        partial.error_type = "crash"
+        partial.error = f"{why}; the sandbox was restarted and its state (variables, imports, files) was lost"
+        return partial
 
     def _died(self, proc: subprocess.Popen, partial: ExecResult, why: str | None) -> ExecResult:
         status = _reap(proc)

@@ -11,6 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+
+from agentgym.printable import printable
 
 console = Console()
 err = Console(stderr=True)
@@ -19,7 +22,7 @@ Overrides = Annotated[Optional[list[str]], typer.Option("--set", help="Override 
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)  # one line, however long
+    err.print(f"[bold red]error:[/] {escape(printable(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -122,9 +125,11 @@ def demo(config: Annotated[Optional[Path], typer.Option(help="Override the built
     """The main job: base eval -> SFT warm start -> ARPO -> eval, with a before/after table."""
     from agentgym.config import ConfigError
     from agentgym.trainers.demo import demo_config, run_demo
+    from agentgym.trainers.session import validate
 
     try:
         cfg = demo_config(str(config) if config else None, overrides)
+        validate(cfg)  # before the demo prints its banner: a bad config is one line
         run_demo(cfg)
     except ConfigError as e:
         _fail(str(e))

@@ -6,9 +6,12 @@ observations) is built by a background thread after the list is ready, so the fi
 for it. Stores are append-only, so `refresh` (called as the pages are used) reads only what was appended
 since: a run that is still training shows its new trees without a restart.
 
-Bad input follows the store's rules (torn, corrupt and other-version records are skipped) but becomes
-messages for the page instead of Python warnings, and a bad file never hides good ones. A torn last
-line is reported while it is torn and read again when a writer completes it.
+Lines are read by the store's own reader (`agentgym.store.scan_lines`: framing, torn tails, checksums,
+the record size cap) and records the fast path cannot read are decoded by the store's `decode_record`,
+so the list holds exactly the records `TrajectoryStore.records()` yields (a test checks both on hostile
+files), with one exception: a record whose only fault lies deep inside a node (a field of the wrong type)
+is listed, since the list reads only what it shows, and opening it answers the schema error. Bad input becomes messages for the page instead of Python warnings, and a bad file never hides
+good ones. A torn last line is reported while it is torn and read again when a writer completes it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentgym.store import TrajectoryFileError, decode_line
+from agentgym.store import (DEFAULT_MAX_RECORD_BYTES, BadRecord, TrajectoryFileError, decode_line, decode_record,
+                            scan_lines, tree_from_record)
 from agentgym.trajectory import SCHEMA_VERSION, TrajectoryTree
 from agentgym.viewer.metrics import METRICS_FILE
 from agentgym.viewer.scan import scan_record, search_text, summarise_dict
@@ -92,8 +96,9 @@ class SourceInfo:
 class RunIndex:
     """Summaries of every readable tree under a run directory (or in one store file)."""
 
-    def __init__(self, path: str | Path, search: bool = True):
+    def __init__(self, path: str | Path, search: bool = True, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES):
         self.path = Path(path)
+        self.max_record_bytes = max_record_bytes
         if not self.path.exists():
             raise FileNotFoundError(f"{self.path}: no such file or directory")
         self.root = self.path if self.path.is_dir() else self.path.parent
@@ -155,57 +160,51 @@ class RunIndex:
             return
         src.torn = None
         with open(src.path, "rb") as f:
-            f.seek(src.scanned)
-            for raw in f:
-                lineno = src.lines + 1
-                if not raw.endswith(b"\n"):  # maybe still being written: not consumed, looked at again later
-                    src.torn = f"{src.name}:{lineno}: torn last record (no newline) skipped"
+            for line in scan_lines(f, src.scanned, src.lines + 1, self.max_record_bytes):  # the store's own reader
+                if line.kind == "torn":  # maybe still being written: not consumed, looked at again later
+                    src.torn = line.problem(src.name)
                     break
-                start, src.scanned, src.lines = src.scanned, src.scanned + len(raw), lineno
-                if raw == b"\n":
+                if line.kind == "plain":
+                    src.problems.append(f"{src.name}: not a trajectory store (plain JSON lines); ignored")
+                    src.plain = True
+                    return
+                src.scanned, src.lines = line.offset + line.length, line.line
+                if line.kind != "record":
+                    if line.kind != "blank":
+                        src.problems.append(line.problem(src.name))
                     continue
-                payload = decode_line(raw[:-1])
-                if payload is None:
-                    if lineno == 1 and raw.lstrip().startswith(b"{"):
-                        src.problems.append(f"{src.name}: not a trajectory store (plain JSON lines); ignored")
-                        src.plain = True
-                        return
-                    src.problems.append(f"{src.name}:{lineno}: corrupt record (length/checksum mismatch) skipped")
-                    continue
-                fields = self._summarise(src, lineno, payload)
+                assert line.payload is not None
+                fields = self._summarise(src, line.line, line.payload)
                 if fields is None or fields["id"] in src.seen:
                     continue  # the store's idempotency rule: the first record with an id wins
                 src.seen.add(fields["id"])
                 src.trees += 1
-                self.summaries.append(TreeSummary(n=len(self.summaries), source=src.name, line=lineno, offset=start,
-                                                  length=len(raw), **fields))
+                self.summaries.append(TreeSummary(n=len(self.summaries), source=src.name, line=line.line,
+                                                  offset=line.offset, length=line.length, **fields))
 
     def _summarise(self, src: SourceInfo, lineno: int, payload: bytes) -> dict[str, Any] | None:
+        """The list row of a record: read straight from its text in the writer's layout (fast), else from
+        the decoded record; None (and a message) for a record the store would skip."""
         where = f"{src.name}:{lineno}"
         try:
             text = payload.decode("utf-8")
         except UnicodeDecodeError:
             src.problems.append(f"{where}: record is not UTF-8; skipped")
             return None
-        scanned = scan_record(text)
-        if scanned is not None:
-            version, fields = scanned
-        else:
-            try:
-                rec = json.loads(text)
-            except json.JSONDecodeError:
-                src.problems.append(f"{where}: undecodable record skipped")
-                return None
-            if not isinstance(rec, dict):
-                src.problems.append(f"{where}: record is not a JSON object; skipped")
-                return None
-            version = rec.get("schema_version")
-            if version == SCHEMA_VERSION:
-                try:
-                    fields = summarise_dict(rec)[0]
-                except (AttributeError, TypeError, ValueError) as e:  # e.g. nodes that are not objects
-                    src.problems.append(f"{where}: record does not match the schema ({e}); skipped")
-                    return None
+        try:
+            scanned = scan_record(text)
+            if scanned is None:
+                rec = decode_record(payload)
+                if rec.get("schema_version") != SCHEMA_VERSION:
+                    tree_from_record(rec)  # raises BadRecord with the store's message
+                scanned = SCHEMA_VERSION, summarise_dict(rec)[0]
+        except BadRecord as e:
+            src.problems.append(f"{where}: {e}; skipped")
+            return None
+        except (AttributeError, TypeError, ValueError, RecursionError, OverflowError) as e:  # e.g. nodes not objects
+            src.problems.append(f"{where}: record does not match the schema ({str(e)[:120]}); skipped")
+            return None
+        version, fields = scanned
         if version != SCHEMA_VERSION:
             src.problems.append(f"{where}: schema version {version}, this agentgym reads version {SCHEMA_VERSION}; "
                                 "skipped")

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentgym.jsonl import bounded_lines
+
 METRICS_FILE = "metrics.jsonl"
+MAX_LINE_BYTES = 1 << 20  # a metrics row is a few hundred bytes
 TIME_PREFIX = "time_"  # keys like time_generation_s: stacked in the time breakdown
 
 
@@ -46,8 +49,13 @@ def _numbers(row: dict[str, Any], prefix: str = "") -> dict[str, float]:
         name = f"{prefix}{key}"
         if isinstance(value, bool):
             continue  # True/False are ints to Python but not curves to a person
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            out[name] = float(value)
+        if isinstance(value, (int, float)):
+            try:
+                number = float(value)  # an integer beyond the float range raises
+            except OverflowError:
+                continue
+            if math.isfinite(number):
+                out[name] = number
         elif isinstance(value, dict) and not prefix:
             out.update(_numbers(value, f"{name}/"))
     return out
@@ -61,7 +69,10 @@ def read_metrics(run_dir: str | Path) -> Metrics:
     if metrics.path is None:
         return metrics
     with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
+        for lineno, (length, raw) in enumerate(bounded_lines(f, MAX_LINE_BYTES), 1):
+            if raw is None:
+                metrics.messages.append(f"{path.name}:{lineno}: line of {length} bytes is over the limit; skipped")
+                continue
             if not raw.strip():
                 continue
             if not raw.endswith(b"\n"):
@@ -69,7 +80,7 @@ def read_metrics(run_dir: str | Path) -> Metrics:
                 continue
             try:
                 row = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested / numbered beyond what the decoder takes
                 metrics.messages.append(f"{path.name}:{lineno}: not JSON; skipped")
                 continue
             if not isinstance(row, dict):

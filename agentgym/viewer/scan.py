@@ -15,13 +15,24 @@ import json
 import re
 from typing import Any
 
+from agentgym.store import BadRecord
+from agentgym.trajectory import structure_problem
+
 _DECODER = json.JSONDecoder()
 _STR = r'"((?:[^"\\]|\\.)*)"'
 _HEAD = re.compile(r'\{"schema_version":(-?\d+),"id":' + _STR + r',"env_id":' + _STR + r',"seed":(null|-?\d+),"task":')
 _TAIL = re.compile(r'\],"final_rewards":(\{[^{}]*\}),"policy_version":(-?\d+),"step":(null|-?\d+),"created_at":')
-_NODE = re.compile(r'"parent":(null|\d+),"depth":(\d+),"rebuild_context":')
+_NODE = re.compile(r'\{"id":(-?\d+),"parent":(null|-?\d+),"depth":(-?\d+),"rebuild_context":')
 _CALL = re.compile(r'"latency_s":[-\d.eE+]+,"error_type":(.)')
 _TEXT_KEYS = ('"action_text":', '"observation":{"text":')
+
+
+def _check_structure(ids: list[Any], parents: list[Any]) -> None:
+    """The tree check the schema makes on load (see TrajectoryTree), so the list never shows a tree that
+    cannot be opened: a cycle or a parent out of range is reported as a bad record."""
+    problem = structure_problem(ids, parents)
+    if problem:
+        raise BadRecord(f"bad tree structure: {problem}")
 
 
 def _question(task: dict[str, Any], first_obs: dict[str, Any] | None) -> str:
@@ -89,7 +100,8 @@ def scan_record(text: str) -> tuple[int, dict[str, Any]] | None:
     if tail is None or not isinstance(task, dict):
         return None
     nodes = _NODE.findall(text, pos, tail.start() + 1)
-    parents = {p for p, _ in nodes if p != "null"}
+    _check_structure([int(i) for i, _, _ in nodes], [None if p == "null" else int(p) for _, p, _ in nodes])
+    parents = {p for _, p, _ in nodes if p != "null"}
     calls = _CALL.findall(text, pos, tail.start() + 1)
     tokens = 0
     start = text.find('"action_ids":[', pos)
@@ -105,7 +117,7 @@ def scan_record(text: str) -> tuple[int, dict[str, Any]] | None:
         "seed": None if head.group(4) == "null" else int(head.group(4)),
         "step": None if step == "null" else int(step), "policy_version": int(tail.group(2)),
         "question": _question(task, first_obs), "trajectories": len(nodes) - len(parents), "turns": len(nodes),
-        "max_turns": max((int(d) for _, d in nodes), default=-1) + 1, "tokens": tokens,
+        "max_turns": max((int(d) for _, _, d in nodes), default=-1) + 1, "tokens": tokens,
         "branches": len(nodes) - text.count('"branch_entropy":null', pos, tail.start()), **rewards,
         "tool_calls": len(calls), "errors": sum(1 for c in calls if c == '"'),
         "has_memory": '"memory":"' in text, "has_images": '"images":["' in text,
@@ -116,6 +128,7 @@ def scan_record(text: str) -> tuple[int, dict[str, Any]] | None:
 def summarise_dict(rec: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """The same summary from a fully parsed record (any key order)."""
     nodes = rec.get("nodes") or []
+    _check_structure([n.get("id") for n in nodes], [n.get("parent") for n in nodes])
     parents = {n.get("parent") for n in nodes if n.get("parent") is not None}
     calls = [c for n in nodes for c in (n.get("tool_calls") or [])]
     task = rec.get("task") or {}

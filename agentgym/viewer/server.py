@@ -9,6 +9,7 @@ from ever running as script (the pages also only insert text as text).
 from __future__ import annotations
 
 import json
+import math
 import mimetypes
 import re
 import threading
@@ -99,6 +100,17 @@ class Viewer:
         return {**self.metrics.to_json(), "step_stats": self.index.step_stats()}
 
 
+def _finite(value: Any) -> Any:
+    """`value` with every non-finite float replaced by its name ("inf", "-inf", "nan")."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 _TREE = re.compile(r"^/api/tree/(\d+)(/diff)?$")
 
 
@@ -143,11 +155,15 @@ def make_handler(viewer: Viewer, host_check: HostCheck) -> type[BaseHTTPRequestH
             except (BadRequest, ValueError) as e:
                 status = 422 if isinstance(e, (ValidationError, TrajectoryFileError)) else 400
                 return self._json(status, {"error": str(e)})
-            except OSError as e:
-                return self._json(500, {"error": f"{type(e).__name__}: {e}"})
+            except Exception as e:  # a bug or a file that changed under us: an answer, never a dropped connection
+                return self._json(500, {"error": f"{type(e).__name__}: {str(e)[:500]}"})
 
         def _json(self, status: int, body: Any) -> None:
-            self._send(status, json.dumps(body, allow_nan=False, default=str).encode(), "application/json")
+            try:
+                data = json.dumps(body, allow_nan=False, default=str)
+            except ValueError:  # an inf/nan from a stored tree: JSON has no such numbers, so send them as text
+                data = json.dumps(_finite(body), allow_nan=False, default=str)
+            self._send(status, data.encode(), "application/json")
 
         def _file(self, path: Path) -> None:
             kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"

@@ -1,7 +1,8 @@
 """Trajectory trees in the terminal, with rich: `agentgym replay FILE`.
 
 Model-written text is wrapped in `rich.text.Text`, never parsed as console markup, so an action that
-happens to contain ``[bold]`` or ``[/]`` prints as written.
+happens to contain ``[bold]`` or ``[/]`` prints as written; and every control character in it (escape
+sequences, C1 controls, CR, BEL...) is shown as a visible escape (see `agentgym.printable`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from agentgym.printable import printable
 from agentgym.trajectory import Observation, TrajectoryTree, Turn
 
 
 def _clip(text: str, limit: int | None) -> str:
-    text = text.replace("\r", "")
+    text = printable(text)
     if limit is None or len(text) <= limit:
         return text
     return text[:limit] + f"… (+{len(text) - limit} chars)"
@@ -28,7 +30,7 @@ def _reward_style(r: float) -> str:
 
 def _observation(branch: Tree, obs: Observation, label: str, limit: int | None) -> None:
     if obs.text:
-        branch.add(Text.assemble((f"{label} ({obs.role}): ", "cyan"), _clip(obs.text, limit)))
+        branch.add(Text.assemble((f"{label} ({printable(obs.role)}): ", "cyan"), _clip(obs.text, limit)))
     if obs.memory:
         branch.add(Text.assemble(("memory: ", "yellow"), _clip(obs.memory, limit)))
     if obs.images:
@@ -48,7 +50,7 @@ def _node_label(tree: TrajectoryTree, node: Turn, is_leaf: bool) -> Text:
     if node.advantage is not None:
         label.append(f"  adv={node.advantage:+.3f}", style="dim")
     if node.truncated:
-        label.append(f"  truncated ({node.truncated_reason or '?'})", style="yellow")
+        label.append(f"  truncated ({printable(node.truncated_reason or '?')})", style="yellow")
     if is_leaf:
         r = tree.leaf_reward(node.id)
         label.append(f"  final reward {r:g}", style=f"bold {_reward_style(r)}")
@@ -60,7 +62,7 @@ def tree_renderable(tree: TrajectoryTree, limit: int | None = 300) -> Tree:
     `limit` clips long texts (None: show everything)."""
     leaves = tree.leaves()
     rewards = [tree.leaf_reward(i) for i in leaves]
-    head = Text.assemble((f"tree {tree.id}", "bold"), f"  {tree.env_id}  seed={tree.seed}  step={tree.step}  ",
+    head = Text.assemble((f"tree {printable(tree.id)}", "bold"), f"  {printable(tree.env_id)}  seed={tree.seed}  step={tree.step}  ",
                          f"{len(tree.roots())} episodes, {len(leaves)} trajectories, "
                          f"{len(tree.branch_points())} branches, mean reward "
                          f"{(sum(rewards) / len(rewards)) if rewards else 0:.3f}")
@@ -87,10 +89,10 @@ def tree_renderable(tree: TrajectoryTree, limit: int | None = 300) -> Tree:
         sub = branch.add(_node_label(tree, node, is_leaf))
         sub.add(Text.assemble(("action: ", "bold blue"), _clip(node.action_text, limit)))
         for call in node.tool_calls:
-            line = Text.assemble(("tool ", "green"), (call.name, "bold green"), f"({_clip(str(call.arguments), limit)})",
+            line = Text.assemble(("tool ", "green"), (_clip(call.name, limit), "bold green"), f"({_clip(str(call.arguments), limit)})",
                                  f" [{call.latency_s * 1000:.1f} ms]")
             if call.error_type:
-                line.append(f"  {call.error_type}: {call.error}", style="bold red")
+                line.append(f"  {call.error_type}: {_clip(call.error or '', limit)}", style="bold red")
             else:
                 line.append(" → " + _clip(call.output, limit))
             sub.add(line)
@@ -113,7 +115,8 @@ def trees_table(trees: list[TrajectoryTree], title: str = "") -> Table:
     for i, tree in enumerate(trees):
         s: dict[str, Any] = tree.summary()
         question = str(tree.task.get("question") or (tree.initial_observation.text if tree.initial_observation else ""))
-        table.add_row(str(i), tree.id[:16], tree.env_id, str(tree.step if tree.step is not None else "–"),
+        table.add_row(str(i), Text(printable(tree.id[:16])), Text(printable(tree.env_id)),
+                      str(tree.step if tree.step is not None else "–"),
                       Text(_clip(question, 60)), str(s["trajectories"]), str(s["branches"]), str(s["errors"] or ""),
                       Text(f"{s['mean_reward']:.3f}", style=_reward_style(s["mean_reward"])))
     return table

@@ -39,7 +39,7 @@ def test_replay_mode_of_the_driver_runs_history_then_the_cell():
     from agentgym.sandboxes import SandboxLimits
     from agentgym.sandboxes.isolation import DRIVER
 
-    payload = json.dumps({"history": ["x = 40", "print('not shown')"], "code": "print('hi')\nx + 2"})
+    payload = json.dumps({"history": ["x = 40", "print('not shown')"], "code": "print('hi')\nx + 2", "nonce": "abc"})
     out = subprocess.run([sys.executable, "-I", "-S", str(DRIVER), "--replay", payload], capture_output=True, timeout=30)
-    result = _parse_replay(out.stdout, out.stderr, out.returncode, SandboxLimits())
+    result = _parse_replay(out.stdout, out.stderr, out.returncode, SandboxLimits(), "abc")
     assert result.value == "42" and result.stdout.strip() == "hi" and "not shown" not in result.stdout
