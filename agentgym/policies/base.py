@@ -21,6 +21,9 @@ class SamplingParams:
     temperature: float = 1.0  # 0 means greedy
     top_p: float = 1.0
     stop: tuple[str, ...] = ()  # generation ends right after any of these strings (included in the output)
+    # Also report the N most likely tokens at each position (Generation.meta["top_logprobs"]: per sampled
+    # token, a list of (token id, log-prob) under the same temperature-scaled distribution). 0: none.
+    top_logprobs: int = 0
 
 
 @dataclass

@@ -22,9 +22,11 @@ from agentgym.policies.base import (Generation, GenerationCancelled, GenerationR
 class _TokenStatsRecorder:
     """LogitsProcessor that records log-prob and entropy of every sampled token (see module docstring)."""
 
-    def __init__(self, temperature: float, prompt_len: int):
+    def __init__(self, temperature: float, prompt_len: int, top_k: int = 0):
         self.temperature = temperature if temperature > 0 else 1.0
         self.prompt_len = prompt_len
+        self.top_k = top_k  # also keep each step's top-k (log-prob, id): cheap next to the forward pass
+        self.top: list[Any] = []
         self.prev_logp = None
         self.logprobs: list[Any] = []
         self.entropies: list[Any] = []
@@ -41,6 +43,8 @@ class _TokenStatsRecorder:
             self.collect(input_ids[:, -1])
         logp = torch.log_softmax(scores.float() / self.temperature, dim=-1)
         self.entropies.append(-(logp.exp() * logp).sum(-1))
+        if self.top_k:
+            self.top.append(logp.topk(min(self.top_k, logp.shape[-1]), dim=-1))
         self.prev_logp = logp
         return scores
 
@@ -97,7 +101,7 @@ class HFPolicy(Policy):
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):  # one generate() call per distinct sampling setting
             p = r.params
-            groups.setdefault((p.temperature, p.top_p, p.stop, p.max_new_tokens), []).append(i)
+            groups.setdefault((p.temperature, p.top_p, p.stop, p.max_new_tokens, p.top_logprobs), []).append(i)
         for idxs in groups.values():
             for chunk in self._chunks(sorted(idxs, key=lambda i: len(requests[i].prompt_ids)), requests):
                 for i, g in zip(chunk, self._generate_batch([requests[i] for i in chunk], cancel)):
@@ -135,7 +139,7 @@ class HFPolicy(Policy):
         for row, r in enumerate(requests):  # left padding: every row ends where generation starts
             ids[row, width - len(r.prompt_ids) :] = torch.tensor(r.prompt_ids)
             mask[row, width - len(r.prompt_ids) :] = 1
-        recorder = _TokenStatsRecorder(params.temperature, width)
+        recorder = _TokenStatsRecorder(params.temperature, width, params.top_logprobs)
         sample = params.temperature > 0
         gen_kwargs: dict[str, Any] = dict(
             max_new_tokens=params.max_new_tokens, do_sample=sample, pad_token_id=pad,
@@ -161,6 +165,9 @@ class HFPolicy(Policy):
             tokens = seqs[row].tolist()
             n, finish, stop = cut_at_stop(self.tokenizer, tokens, params.stop, self.eos_token_id)
             tokens = tokens[:n]
+            meta: dict[str, Any] = {"temperature": params.temperature}
+            if recorder.top:
+                meta["top_logprobs"] = [list(zip(ix[row].tolist(), v[row].tolist())) for v, ix in recorder.top[:n]]
             gens.append(Generation(
                 token_ids=tokens,
                 logprobs=logprobs[row, :n].tolist(),
@@ -168,7 +175,7 @@ class HFPolicy(Policy):
                 text=self.tokenizer.decode(tokens, skip_special_tokens=False),
                 finish_reason=finish,
                 stop_string=stop,
-                meta={"temperature": params.temperature},
+                meta=meta,
             ))
         return gens
 

@@ -12,6 +12,12 @@ list of ``{token_id: {"logprob": ...}}``) has one entry per prompt token, ``None
 computes prompt log-probs from the raw logits, whatever the request's temperature, so a score at another
 temperature is only accepted from a server that says it applied it (`agentgym serve` reports
 ``prompt_logprobs_temperature``); otherwise it is a `PolicyServerError`, never a silently different number.
+
+Conventions followed: the base URL may end in ``/v1`` or not (``http://host:8012`` and
+``http://host:8012/v1`` reach the same ``/v1/completions``); without ``model=`` the first model listed by
+``GET /v1/models`` is used; ``tokenizer=`` (a local path or hub id, default the embedded model's) must be
+the served model's: when ``/v1/models`` reports the model's vocabulary size (`agentgym serve` does) a
+tokenizer with more tokens than the model is refused before any rollout.
 """
 
 from __future__ import annotations
@@ -36,14 +42,23 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code in (429, 500, 502, 503, 504)
 
 
+def api_root(base_url: str) -> str:
+    """The server's root URL: ``http://h:p/v1`` and ``http://h:p`` both give ``http://h:p`` (requests add /v1)."""
+    url = base_url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"openai: base URL {base_url!r} must start with http:// or https://")
+    return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
 class OpenAICompatPolicy(Policy):
     def __init__(self, base_url: str, model: str | None = None, tokenizer: Any = "embedded",
                  timeout_s: float = 120.0, max_attempts: int = 4, api_key: str | None = None, top_logprobs: int = 10):
         from agentgym.policies.models import load_tokenizer
 
-        self.base_url = base_url.rstrip("/")
+        self.base_url = api_root(base_url)
         self.tokenizer = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
-        self.model = model or "default"
+        self._model = model
+        self._checked = False
         self.top_logprobs = top_logprobs
         self.version = 0
         api_key = api_key or os.environ.get("AGENTGYM_SERVE_TOKEN")  # `agentgym serve --token`'s variable
@@ -55,6 +70,42 @@ class OpenAICompatPolicy(Policy):
 
     def close(self) -> None:
         self.client.close()
+
+    @property
+    def model(self) -> str:
+        """The served model's name: as given, else the first one `GET /v1/models` lists (asked once)."""
+        if not self._checked:
+            self._check_server()
+        return self._model  # type: ignore[return-value]
+
+    def _check_server(self) -> None:
+        """Read `/v1/models` once: the model name when none was given, and the vocabulary size (when the
+        server reports one) the tokenizer must fit."""
+        try:
+            response = self.client.get("/v1/models")
+            response.raise_for_status()
+            listed = response.json()["data"]
+        except httpx.TimeoutException as e:
+            raise PolicyServerError(f"model server {self.base_url} did not answer within {self.timeout_s:g} s") from e
+        except httpx.TransportError as e:
+            raise PolicyServerError(f"model server {self.base_url} is unreachable: {type(e).__name__}: {e}") from e
+        except (httpx.HTTPStatusError, ValueError, KeyError, TypeError) as e:
+            if self._model is not None:  # a server without /v1/models: the name given is all we need
+                self._checked = True
+                return
+            raise PolicyServerError(f"model server {self.base_url} does not list its models at /v1/models "
+                                    f"({type(e).__name__}: {str(e)[:120]}); pass the model name (--model)") from e
+        entry = next((m for m in listed if m.get("id") == self._model), None) if self._model else None
+        if self._model is None:
+            if not listed:
+                raise PolicyServerError(f"model server {self.base_url} lists no model at /v1/models")
+            entry, self._model = listed[0], str(listed[0]["id"])
+        vocab = (entry or {}).get("vocab_size")
+        if isinstance(vocab, int) and len(self.tokenizer) > vocab:
+            raise PolicyServerError(
+                f"tokenizer mismatch: the tokenizer has {len(self.tokenizer)} tokens but model {self._model!r} at "
+                f"{self.base_url} has a vocabulary of {vocab}; pass the served model's tokenizer (tokenizer=PATH-OR-ID)")
+        self._checked = True
 
     def _post_once(self, body: dict[str, Any]) -> httpx.Response:
         response = self.client.post("/v1/completions", json=body)

@@ -1,9 +1,18 @@
-"""`agentgym serve`: an OpenAI-compatible completions server over any agentgym `Policy`.
+"""`agentgym serve`: a small OpenAI-compatible server over any agentgym `Policy`, for machines without vLLM.
 
-It speaks the subset of the API that token-exact RL needs, in vLLM's dialect: prompts as token ids, sampled
-tokens returned as ``token_id:<n>`` strings with their log-probs, plus the per-token ``entropies`` (an
-agentgym extension; clients fall back to top-k estimates when a server lacks it). One generation runs at a
-time; the requests of a batch arrive together as a list of prompts.
+``/v1/completions`` and ``/v1/chat/completions`` (messages rendered with the model's chat template), with
+``n``, ``seed`` (torch seeded right before the request's generation: same request, same samples), ``echo``,
+``usage``, ``logprobs``/``top_logprobs`` (the top-N alternatives of each sampled token, at the sampling
+temperature), stop strings cut from the text and ``stream=true``. Streaming sends the *finished*
+generation as server-sent events in OpenAI's chunk format, one chunk per sampled token, ending with
+``data: [DONE]``: the HF backend generates a batch in one ``model.generate`` call, so the first chunk comes
+when the generation is done (a client sees the format, not lower latency). Field semantics and the text /
+token-id rules are in `agentgym.policies.server_api`; any field it does not declare is a 400 naming it.
+
+In vLLM's dialect: prompts may be token ids, sampled tokens come back as ``token_id:<n>`` strings with
+their log-probs, plus the per-token ``entropies`` (an agentgym extension; clients fall back to top-k
+estimates when a server lacks it). One generation runs at a time; the requests of a batch arrive together
+as a list of prompts. ``GET /v1/models`` reports ``max_model_len`` and ``vocab_size``.
 
 What a stranger meets (README, Security): the Host/Origin check and body cap of `agentgym.http_guard`, an
 optional bearer token (required to listen beyond loopback), requests checked before they wait for the
@@ -25,44 +34,13 @@ import time
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
 from agentgym.http_guard import GuardMiddleware, HostCheck, check_bind
 from agentgym.policies.base import Generation, GenerationRequest, Policy, SamplingParams
 from agentgym.policies.generation_gate import GenerationGate
+from agentgym.policies.server_api import Answers, ChatRequest, CompletionRequest, usage
 from agentgym.policies.server_errors import OpenAIError, error_json, install_error_handlers, model_limits, prompt_ids
 
 TOKEN_ENV_VAR = "AGENTGYM_SERVE_TOKEN"
-
-
-class CompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)  # clients send many optional OpenAI fields
-
-    model: str = "default"
-    prompt: list[list[int]] | list[int] | str | list[str]
-    max_tokens: int = Field(default=16, ge=0, le=32768)  # 0 only with echo: score the prompt, generate nothing
-    temperature: float = Field(default=1.0, ge=0)
-    top_p: float = Field(default=1.0, gt=0, le=1)
-    stop: list[str] | str | None = None
-    logprobs: int | None = None
-    echo: bool = False
-    prompt_logprobs: int | None = Field(default=None, ge=0)
-
-    @model_validator(mode="after")
-    def _generation_or_echo(self) -> "CompletionRequest":
-        if self.max_tokens == 0 and not self.echo:
-            raise ValueError("max_tokens=0 needs echo=true (it returns the prompt's log-probs only)")
-        return self
-
-
-def completion_choice(i: int, g: Generation) -> dict[str, Any]:
-    return {
-        "index": i, "text": g.text,
-        "finish_reason": "length" if g.finish_reason == "length" else "stop",
-        "stop_reason": g.stop_string,
-        "logprobs": {"tokens": [f"token_id:{t}" for t in g.token_ids], "token_logprobs": g.logprobs,
-                     "entropies": g.entropies, "top_logprobs": None},
-    }
 
 
 def create_app(policy: Policy, model_name: str = "default", *, token: str | None = None,
@@ -70,6 +48,9 @@ def create_app(policy: Policy, model_name: str = "default", *, token: str | None
                request_timeout_s: float = 300.0, max_model_len: int | None = None) -> Any:
     """The server as an ASGI app (`.app` is the FastAPI app; `.app.state.gate` its generation gate)."""
     from fastapi import FastAPI, Request
+    from fastapi.responses import StreamingResponse
+
+    from agentgym.rendering import ChatRenderer
 
     app = FastAPI(title="agentgym policy server")
     install_error_handlers(app)
@@ -83,31 +64,63 @@ def create_app(policy: Policy, model_name: str = "default", *, token: str | None
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": model_name, "object": "model", "max_model_len": context}]}
+        return {"object": "list", "data": [{"id": model_name, "object": "model", "owned_by": "agentgym",
+                                            "max_model_len": context, "vocab_size": vocab_size}]}
 
-    @app.post("/v1/completions")
-    async def completions(req: CompletionRequest, request: Request) -> dict[str, Any]:
-        stops = tuple([req.stop] if isinstance(req.stop, str) else (req.stop or []))
-        params = SamplingParams(max_new_tokens=req.max_tokens, temperature=req.temperature, top_p=req.top_p, stop=stops)
-        prompts = prompt_ids(req.prompt, policy.tokenizer, vocab_size, context, req.max_tokens)
-        wants_scores = req.echo or req.prompt_logprobs is not None
-        temperature = req.temperature if req.temperature > 0 else 1.0
+    async def sample(prompts: list[list[int]], req: Any, max_tokens: int, top: int, request: Any,
+                     scores_at: float | None = None) -> tuple[Any, list[Generation]]:
+        """`req.n` samples per prompt (choice index = prompt * n + sample, as vLLM orders them), under the
+        gate; `req.seed` seeds torch right before generating, so a request with a seed is reproducible."""
+        params = SamplingParams(max_new_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p,
+                                stop=req.stops(), top_logprobs=top)
 
-        def job(cancel: Any) -> tuple[list[list[float | None]] | None, list[Generation]]:
-            scores = score_prompts(prompts, temperature) if wants_scores else None
-            if req.max_tokens == 0:
+        def job(cancel: Any) -> tuple[Any, list[Generation]]:
+            scores = score_prompts(prompts, scores_at) if scores_at is not None else None
+            if max_tokens == 0:
                 return scores, [_NOTHING] * len(prompts)
-            requests = [GenerationRequest(ids, params) for ids in prompts]
+            if req.seed is not None:
+                import torch
+
+                torch.manual_seed(req.seed)
+            requests = [GenerationRequest(ids, params) for ids in prompts for _ in range(req.n)]
             gens = policy.generate(requests, cancel=cancel) if policy.supports_cancel else policy.generate(requests)  # type: ignore[call-arg]
             return scores, gens
 
-        scores, gens = await gate.run_job(job, request.is_disconnected)
-        choices = [completion_choice(i, g) for i, g in enumerate(gens)]
+        return await gate.run_job(job, request.is_disconnected)
+
+    def respond(answers: Answers, choices: list[dict[str, Any]], gens: list[Generation], use: dict[str, int]) -> Any:
+        if not answers.req.stream:
+            return answers.whole(choices, use)
+        return StreamingResponse(answers.chunks(choices, gens, use), media_type="text/event-stream")
+
+    @app.post("/v1/completions")
+    async def completions(req: CompletionRequest, request: Request) -> Any:
+        prompts = prompt_ids(req.prompt, policy.tokenizer, vocab_size, context, req.max_tokens)
+        wants_scores = req.echo or req.prompt_logprobs is not None
+        temperature = req.temperature if req.temperature > 0 else 1.0
+        scores, gens = await sample(prompts, req, req.max_tokens, req.logprobs or 0, request,
+                                    temperature if wants_scores else None)
+        answers = Answers(policy.tokenizer, req, chat=False)
+        choices = [answers.choice(i, g, req.logprobs, req.logprobs is not None or wants_scores)
+                   for i, g in enumerate(gens)]
         if scores is not None:
             add_prompt_logprobs(choices, prompts, scores, temperature, echo=req.echo,
                                 listed=req.prompt_logprobs is not None)
-        return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-                "model": req.model, "choices": choices}
+        return respond(answers, choices, gens, usage(prompts, gens))
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(req: ChatRequest, request: Request) -> Any:
+        try:
+            ids = ChatRenderer(policy.tokenizer).prompt_ids([m.model_dump(exclude_none=True) for m in req.messages])
+        except Exception as e:  # a template that rejects the conversation (roles out of order, ...)
+            raise OpenAIError(400, f"messages: the chat template rejected them: {e}", param="messages") from None
+        room = context - len(ids) if context else None
+        max_tokens = req.new_tokens(room)
+        prompts = prompt_ids([ids], policy.tokenizer, vocab_size, context, max_tokens)
+        _, gens = await sample(prompts, req, max_tokens, req.top_logprobs or 0, request)
+        answers = Answers(policy.tokenizer, req, chat=True)
+        choices = [answers.choice(i, g, req.top_logprobs, req.logprobs) for i, g in enumerate(gens)]
+        return respond(answers, choices, gens, usage(prompts, gens))
 
     def score_prompts(prompts: list[list[int]], temperature: float) -> list[list[float | None]]:
         """Each prompt's per-token log-probs by teacher forcing (None for its first token)."""
@@ -128,6 +141,8 @@ def create_app(policy: Policy, model_name: str = "default", *, token: str | None
             if echo:
                 lp = choice["logprobs"]
                 choice["text"] = policy.tokenizer.decode(prompt, skip_special_tokens=False) + choice["text"]
+                if lp is None:
+                    continue
                 lp["tokens"] = [f"token_id:{t}" for t in prompt] + lp["tokens"]
                 lp["token_logprobs"] = score + lp["token_logprobs"]
                 lp["entropies"] = [None] * len(prompt) + lp["entropies"]

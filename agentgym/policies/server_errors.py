@@ -8,6 +8,7 @@ The checks run before a request waits for the model, so a request that cannot su
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 
@@ -49,7 +50,13 @@ def install_error_handlers(app: Any) -> None:
             reason = (first.get("ctx") or {}).get("error", "")
             return answer(OpenAIError(400, f"the body is not valid JSON: {reason}", code="invalid_json"))
         loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        named = re.match(r"Value error, (\w+)", first.get("msg", ""))  # a whole-body check names its field first
+        if not loc[1:] and named and (not loc or loc == ["body"]):
+            loc = [named.group(1)] if not loc else loc
         message = f"{'.'.join(loc) or 'body'}: {first.get('msg', 'invalid request')}"
+        if first.get("type") == "extra_forbidden":  # a field we do not implement: say so, never ignore it
+            message = f"{'.'.join(loc)}: this field is not supported by agentgym serve"
+            return answer(OpenAIError(400, message, param=loc[-1] if loc else None, code="unsupported_field"))
         return answer(OpenAIError(400, message, param=loc[0] if loc else None, code="invalid_value"))
 
     @app.exception_handler(HTTPException)

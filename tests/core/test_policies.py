@@ -147,17 +147,17 @@ def misbehaving_server():
 def test_garbage_answers_are_reported(misbehaving_server, tokenizer, mode, message):
     url, _ = misbehaving_server(mode)
     with pytest.raises(PolicyServerError, match=message):
-        OpenAICompatPolicy(url, tokenizer=tokenizer).generate([GenerationRequest([1, 2])])
+        OpenAICompatPolicy(url, model="m", tokenizer=tokenizer).generate([GenerationRequest([1, 2])])
 
 
 def test_slow_server_times_out(misbehaving_server, tokenizer):
     url, _ = misbehaving_server("slow")
-    client = OpenAICompatPolicy(url, tokenizer=tokenizer, timeout_s=0.5, max_attempts=1)
+    client = OpenAICompatPolicy(url, model="m", tokenizer=tokenizer, timeout_s=0.5, max_attempts=1)
     with pytest.raises(PolicyServerError, match="did not answer within 0.5 s"):
         client.generate([GenerationRequest([1, 2])])
 
 
 def test_transient_503_is_retried(misbehaving_server, tokenizer):
     url, handler = misbehaving_server("flaky")
-    (gen,) = OpenAICompatPolicy(url, tokenizer=tokenizer).generate([GenerationRequest([1, 2])])
+    (gen,) = OpenAICompatPolicy(url, model="m", tokenizer=tokenizer).generate([GenerationRequest([1, 2])])
     assert handler.hits == 2 and gen.token_ids == [5, 6] and gen.token_exact
