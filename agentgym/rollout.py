@@ -134,6 +134,12 @@ class _Batcher:
         self.gen_tokens = 0
 
     async def submit(self, req: GenerationRequest, key: tuple = ()) -> Generation:
+        if not getattr(self.policy, "prefers_batching", True):  # a server batches itself: no barrier here
+            start = time.perf_counter()
+            (gen,) = await self.policy.agenerate([req])
+            self.gen_time += time.perf_counter() - start  # summed over concurrent requests
+            self.gen_tokens += len(gen.token_ids)
+            return gen
         fut = asyncio.get_running_loop().create_future()
         self.queue.append((req, fut, key))
         self.wakeup.set()
@@ -342,7 +348,9 @@ class RolloutEngine:
                                      prefix_ids=path.pending_prefix, action_ids=list(gen.token_ids),
                                      logprobs=list(gen.logprobs), entropies=list(gen.entropies),
                                      action_text=self._action_text(gen), finish_reason=gen.finish_reason,
-                                     policy_version=self.policy.version, gen_time_s=time.perf_counter() - t0))
+                                     policy_version=self.policy.version, gen_time_s=time.perf_counter() - t0,
+                                     # "top-k" when a server gave no exact entropies (openai_compat): an estimate
+                                     info={k: gen.meta[k] for k in ("entropy_estimate",) if k in gen.meta}))
                 path.last_node = node.id
                 if branch_signal is not None:
                     node.branch_entropy, node.branched_from = branch_signal
@@ -402,7 +410,7 @@ class RolloutEngine:
         node.reward = float(reward)
         node.terminated, node.truncated = bool(terminated), bool(truncated)
         node.truncated_reason = info.get("truncated_reason") if truncated else None
-        node.info = _jsonable({k: v for k, v in info.items() if k not in ("tool_calls", "observation", "messages")})
+        node.info.update(_jsonable({k: v for k, v in info.items() if k not in ("tool_calls", "observation", "messages")}))
         if terminated or truncated:
             return False
         path.previous = "tool" if node.tool_calls else "observation"

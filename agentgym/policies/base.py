@@ -62,6 +62,10 @@ class Policy(ABC):
     # True if `generate(requests, cancel=event)` checks `event` (a threading.Event) at every token and
     # raises `GenerationCancelled` once it is set: a server can then stop work nobody waits for.
     supports_cancel: bool = False
+    # True for in-process models, where one batched forward serves many paths: the rollout engine then
+    # gathers the paths' requests into batches. A server backend (which batches on its side) sets False and
+    # each path's request is sent as soon as the path is ready.
+    prefers_batching: bool = True
 
     @abstractmethod
     def generate(self, requests: list[GenerationRequest]) -> list[Generation]:

@@ -65,7 +65,10 @@ def create_app(policy: Policy, model_name: str = "default", *, token: str | None
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": model_name, "object": "model", "owned_by": "agentgym",
-                                            "max_model_len": context, "vocab_size": vocab_size}]}
+                                            "max_model_len": context, "vocab_size": vocab_size,
+                                            # log-probs of the temperature-scaled distribution (vLLM's
+                                            # --logprobs-mode processed_logprobs), as the HF backend's
+                                            "logprobs_mode": "processed"}]}
 
     async def sample(prompts: list[list[int]], req: Any, max_tokens: int, top: int, request: Any,
                      scores_at: float | None = None) -> tuple[Any, list[Generation]]:

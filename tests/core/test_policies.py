@@ -114,6 +114,9 @@ class _Handler(BaseHTTPRequestHandler):
             "garbage": b"<html>definitely not json",
             "slow": b'{"choices": []}',
             "wrong-shape": b'{"choices": [{"index": 0}]}',
+            "raw": b'{"choices": [{"index": 0, "text": "hi", "finish_reason": "length", "logprobs": '
+                   b'{"tokens": ["token_id:5"], "token_logprobs": [-0.1], '
+                   b'"top_logprobs": [{"token_id:5": -0.1, "token_id:6": -2.5}]}}]}',
             "flaky": b'{"choices": [{"index": 0, "text": "hi", "finish_reason": "length", "logprobs": '
                      b'{"tokens": ["token_id:5", "token_id:6"], "token_logprobs": [-0.1, -0.2]}}]}',
         }[self.mode]
@@ -161,3 +164,14 @@ def test_transient_503_is_retried(misbehaving_server, tokenizer):
     url, handler = misbehaving_server("flaky")
     (gen,) = OpenAICompatPolicy(url, model="m", tokenizer=tokenizer).generate([GenerationRequest([1, 2])])
     assert handler.hits == 2 and gen.token_ids == [5, 6] and gen.token_exact
+
+
+def test_raw_logprobs_at_another_temperature_are_refused(misbehaving_server, tokenizer):
+    """A server whose log-probs ignore temperature (vLLM's default) is probed and refused at T=0.7; at T=1
+    raw and scaled log-probs agree, and its top-k entropies are labelled as an estimate."""
+    url, _ = misbehaving_server("raw")
+    policy = OpenAICompatPolicy(url + "/v1", model="m", tokenizer=tokenizer)
+    with pytest.raises(PolicyServerError, match="returns raw log-probs .*--logprobs-mode processed_logprobs"):
+        policy.generate([GenerationRequest([1, 2], SamplingParams(max_new_tokens=1, temperature=0.7))])
+    (gen,) = policy.generate([GenerationRequest([1, 2], SamplingParams(max_new_tokens=1, temperature=1.0))])
+    assert gen.meta["entropy_estimate"] == "top-10" and gen.entropies[0] > 0

@@ -219,3 +219,19 @@ def test_run_through_openai_policy_against_serve_is_token_exact(served, tmp_path
         assert [n.action_ids for n in a.nodes] == [n.action_ids for n in b.nodes]
         for x, y in zip(a.nodes, b.nodes):
             assert x.logprobs == pytest.approx(y.logprobs, abs=1e-4)
+
+
+def test_agenerate_sends_each_request_concurrently_and_matches_generate(served, tokenizer):
+    import asyncio
+
+    policy = OpenAICompatPolicy(served, tokenizer=tokenizer, max_concurrency=2)
+    assert policy.prefers_batching is False
+    requests = [GenerationRequest(tokenizer.encode(t, add_special_tokens=False),
+                                  SamplingParams(max_new_tokens=4, temperature=0)) for t in ("a b", "c d e", "f")]
+    together = asyncio.run(policy.agenerate(requests))
+    assert [g.token_ids for g in together] == [g.token_ids for g in policy.generate(requests)]
+    assert all("entropy_estimate" not in g.meta for g in together)  # agentgym serve reports exact entropies
+    # at T=0.7 the server says its log-probs are temperature-scaled: accepted without a probe
+    (gen,) = policy.generate([GenerationRequest(requests[0].prompt_ids, SamplingParams(max_new_tokens=2, temperature=0.7))])
+    assert policy.server_logprobs == "processed" and len(gen.token_ids) == 2
+    policy.close()
