@@ -108,7 +108,7 @@ def create_app(policy: Policy, model_name: str = "default", *, token: str | None
                    for i, g in enumerate(gens)]
         if scores is not None:
             add_prompt_logprobs(choices, prompts, scores, temperature, echo=req.echo,
-                                listed=req.prompt_logprobs is not None)
+                                listed=req.prompt_logprobs is not None, skip_special=req.skip_special_tokens)
         return respond(answers, choices, gens, usage(prompts, gens))
 
     @app.post("/v1/chat/completions")
@@ -134,7 +134,7 @@ def create_app(policy: Policy, model_name: str = "default", *, token: str | None
         return [[None, *s] for s in scores]
 
     def add_prompt_logprobs(choices: list[dict[str, Any]], prompts: list[list[int]], scores: list[list[float | None]],
-                            temperature: float, echo: bool, listed: bool) -> None:
+                            temperature: float, echo: bool, listed: bool, skip_special: bool = True) -> None:
         for choice, prompt, score in zip(choices, prompts, scores):
             choice["prompt_logprobs_temperature"] = temperature
             if listed:
@@ -143,7 +143,7 @@ def create_app(policy: Policy, model_name: str = "default", *, token: str | None
                     for t, v in zip(prompt, score)]
             if echo:
                 lp = choice["logprobs"]
-                choice["text"] = policy.tokenizer.decode(prompt, skip_special_tokens=False) + choice["text"]
+                choice["text"] = policy.tokenizer.decode(prompt, skip_special_tokens=skip_special) + choice["text"]
                 if lp is None:
                     continue
                 lp["tokens"] = [f"token_id:{t}" for t in prompt] + lp["tokens"]

@@ -51,8 +51,9 @@ class _Sampling(BaseModel):
                 raise ValueError(f"{name} is not supported by agentgym serve (only 0)")
         if self.logit_bias:
             raise ValueError("logit_bias is not supported by agentgym serve")
-        if self.stream_options and set(self.stream_options) - {"include_usage", "continuous_usage_stats"}:
-            raise ValueError(f"stream_options: unsupported keys {sorted(set(self.stream_options) - {'include_usage'})}")
+        unknown = sorted(set(self.stream_options or {}) - {"include_usage"})
+        if unknown:
+            raise ValueError(f"stream_options: {unknown} not supported by agentgym serve (only include_usage)")
         return self
 
     def stops(self) -> tuple[str, ...]:
