@@ -138,7 +138,7 @@ def run_cmd(
             PolicyServerError) as e:
         fail(str(e))
     seeds = [seed + i for i in range(episodes)]
-    RunInfo(env_id=env_id, env_kwargs=kwargs, policy=policy, tokenizer=tokenizer_name(policy), seeds=seeds,
+    RunInfo(env_id=env_id, env_kwargs=kwargs, policy=policy, tokenizer=tokenizer or tokenizer_name(policy), seeds=seeds,
             group_size=group_size, temperature=temperature, versions=versions(), command=sys.argv).write(out)
     store = TrajectoryStore(out / "trajectories.jsonl")
     finished: list = []
