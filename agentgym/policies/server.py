@@ -25,7 +25,7 @@ import time
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from agentgym.http_guard import GuardMiddleware, HostCheck, check_bind
 from agentgym.policies.base import Generation, GenerationRequest, Policy, SamplingParams
@@ -48,11 +48,6 @@ class CompletionRequest(BaseModel):
     echo: bool = False
     prompt_logprobs: int | None = Field(default=None, ge=0)
 
-    @model_validator(mode="after")
-    def _generation_or_echo(self) -> "CompletionRequest":
-        if self.max_tokens == 0 and not self.echo:
-            raise ValueError("max_tokens=0 needs echo=true (it returns the prompt's log-probs only)")
-        return self
 
 
 def completion_choice(i: int, g: Generation) -> dict[str, Any]:
@@ -89,6 +84,9 @@ def create_app(policy: Policy, model_name: str = "default", *, token: str | None
     async def completions(req: CompletionRequest, request: Request) -> dict[str, Any]:
         stops = tuple([req.stop] if isinstance(req.stop, str) else (req.stop or []))
         params = SamplingParams(max_new_tokens=req.max_tokens, temperature=req.temperature, top_p=req.top_p, stop=stops)
+        if req.max_tokens == 0 and not req.echo:
+            raise OpenAIError(400, "max_tokens=0 needs echo=true (it returns the prompt's log-probs only)",
+                              param="max_tokens", code="invalid_value")
         prompts = prompt_ids(req.prompt, policy.tokenizer, vocab_size, context, req.max_tokens)
         wants_scores = req.echo or req.prompt_logprobs is not None
         temperature = req.temperature if req.temperature > 0 else 1.0
