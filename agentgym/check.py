@@ -84,7 +84,11 @@ def _run_episode(env: Any, seed: int, act: Callable[[str, int], Any], max_steps:
 
 
 def _scripted_agent(env: Any) -> Callable[[str, int], str] | None:
-    """The env's `expert` ("module:function" mapping a context text to an action), if it names one."""
+    """The env's `expert` ("module:function" mapping a context text to an action), if it names one; or the
+    stateful ``(obs, step_index) -> action`` policy its `scripted_agent()` builds (for envs whose expert
+    needs the env itself, e.g. ScienceWorld's gold paths)."""
+    if callable(getattr(env, "scripted_agent", None)):
+        return env.scripted_agent()
     target = getattr(env, "expert", None)
     if not target:
         return None

@@ -23,6 +23,8 @@ BUILTIN_ENVS: dict[str, tuple[str, dict[str, Any]]] = {
     "agentgym/CalculatorHermes-v0": ("agentgym.envs.calculator:CalculatorEnv", {"tool_format": "hermes"}),
     "agentgym/Python-v0": ("agentgym.envs.python:PythonEnv", {}),
     "agentgym/PythonHermes-v0": ("agentgym.envs.python:PythonEnv", {"tool_format": "hermes"}),
+    "agentgym/ScienceWorld-v0": ("agentgym.envs.scienceworld:SciWorldEnv", {}),
+    "agentgym/ScienceWorldHermes-v0": ("agentgym.envs.scienceworld:SciWorldEnv", {"tool_format": "hermes"}),
 }
 
 
