@@ -50,6 +50,10 @@ class JVMConfig(BaseModel):
                                          "512m measured ~260 MB resident per JVM against 0.5-1.2 GB by default.")
     gc: Literal["serial", "parallel", "g1", "default"] = Field(
         default="serial", description="Garbage collector; serial is the smallest and was slightly faster here.")
+    deterministic: bool = Field(
+        default=True, description="Constant identity hash codes (-XX:hashCode=2), so the simulator's hash sets "
+        "iterate in insertion order: an episode replays identically in any JVM. Without it a second load of the "
+        "same variation in one JVM lists objects in another order and living things (bees) act differently.")
     options: tuple[str, ...] = Field(default=(), description="Further JVM options, e.g. ['-Xss4m'].")
     envs_per_jvm: int = Field(default=4, ge=1, description="Simulators sharing one JVM (1 = a JVM per env).")
     start_timeout_s: float = Field(default=60.0, gt=0, description="How long a JVM may take to start.")
@@ -60,6 +64,8 @@ class JVMConfig(BaseModel):
             opts.append(GC_OPTIONS[self.gc])
         # The simulator's random generator is a JVM-wide java.util.Random; reading and restoring its state
         # for shared JVMs needs reflective access to java.util (a Java 9+ module boundary).
+        if self.deterministic:
+            opts += ["-XX:+UnlockExperimentalVMOptions", "-XX:hashCode=2"]
         opts += ["--add-opens", "java.base/java.util=ALL-UNNAMED", "-Djava.awt.headless=true", *self.options]
         return opts
 
