@@ -66,7 +66,7 @@ class JVMConfig(BaseModel):
         # for shared JVMs needs reflective access to java.util (a Java 9+ module boundary).
         if self.deterministic:
             opts += ["-XX:+UnlockExperimentalVMOptions", "-XX:hashCode=2"]
-        opts += ["--add-opens", "java.base/java.util=ALL-UNNAMED", "-Djava.awt.headless=true", *self.options]
+        opts += ["--add-opens=java.base/java.util=ALL-UNNAMED", "-Djava.awt.headless=true", *self.options]
         return opts
 
 

@@ -153,7 +153,7 @@ def test_shared_jvm_episodes_do_not_disturb_each_other():
     finally:
         a.close()
         b.close()
-    assert POOL.running() == [] and _java_children() == []
+    assert not a.jvm.alive() and a.jvm.pid not in _java_children()
 
 
 def test_hints_only_on_request_and_formats():
@@ -225,9 +225,10 @@ def test_splits_and_seeded_variations():
     ({"jvm": {"threads": 4}}, "threads"),
 ])
 def test_bad_config_fails_before_any_jvm(kwargs, message):
+    before = _java_children()
     with pytest.raises(ValueError, match=message):
         SciWorldEnv(**kwargs)
-    assert POOL.running() == []
+    assert _java_children() == before
 
 
 def test_bad_variation_and_options_name_the_problem():
@@ -251,32 +252,38 @@ def test_missing_java_is_a_clear_error():
 
 
 def test_killed_jvm_is_a_typed_error_and_reset_recovers():
-    env = SciWorldEnv(task="find-living-thing", variation=0)
+    env = SciWorldEnv(task="find-living-thing", variation=0, jvm={"envs_per_jvm": 1})
     try:
         env.reset(seed=0)
         env.step("look around")
-        env._sim.jvm.kill()
+        killed = env._sim.jvm
+        killed.kill()
         with pytest.raises(JVMDiedError, match="reset"):
             env.step("open door to kitchen")
         obs, _ = env.reset(seed=0)
         assert "This room is called" in obs
         total, info, _ = play_gold(env, "find-living-thing")
         assert info["won"]
+        replacement = env._sim.jvm
     finally:
         env.close()
-    assert POOL.running() == [] and _java_children() == []
+    assert killed not in POOL.running() and not replacement.alive()
+    assert replacement.pid not in _java_children() and killed.pid not in _java_children()
 
 
 def test_close_leaves_no_jvm_and_fork_replays():
-    envs = [SciWorldEnv(task="find-living-thing", jvm={"envs_per_jvm": 2}) for _ in range(3)]
+    before = _java_children()
+    config = {"envs_per_jvm": 2, "heap": "384m"}  # a config of its own: no other test's JVM is shared
+    envs = [SciWorldEnv(task="find-living-thing", jvm=config) for _ in range(3)]
     for i, e in enumerate(envs):
         e.reset(seed=i)
-    assert len(POOL.running()) == 2 and len(_java_children()) == 2
+    started = [pid for pid in _java_children() if pid not in before]
+    assert len(started) == 2  # 3 envs, 2 per JVM
     assert envs[0].fork() is None  # no state copy in ScienceWorld: the engine replays the prefix
     for e in envs:
         e.close()
         e.close()
-    assert POOL.running() == [] and _java_children() == []
+    assert not set(_java_children()) & set(started)
 
 
 @pytest.mark.slow
