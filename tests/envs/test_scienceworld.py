@@ -284,12 +284,3 @@ def test_close_leaves_no_jvm_and_fork_replays():
         e.close()
         e.close()
     assert not set(_java_children()) & set(started)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("env_id", ["agentgym/ScienceWorld-v0", "agentgym/ScienceWorldHermes-v0"])
-def test_check_env(env_id):
-    from agentgym.check import check_env_id
-
-    failures = [f"{r.name}: {r.detail}" for r in check_env_id(env_id) if not r.ok]
-    assert not failures, failures
