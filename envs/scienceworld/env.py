@@ -39,7 +39,11 @@ HINT_COMMANDS = ("valid actions", "valid", "hints", "help")
 
 def task_names() -> list[str]:
     """The 30 task names, in the package's order (read from its task table; no JVM needed)."""
-    from scienceworld.constants import ID2TASK
+    try:
+        from scienceworld.constants import ID2TASK
+    except ImportError as e:
+        raise ImportError("the ScienceWorld env needs the scienceworld package: "
+                          "pip install 'agentgym[scienceworld]'") from e
 
     return list(ID2TASK.values())
 

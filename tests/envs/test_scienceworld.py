@@ -284,3 +284,33 @@ def test_close_leaves_no_jvm_and_fork_replays():
         e.close()
         e.close()
     assert not set(_java_children()) & set(started)
+
+
+def test_envs_sharing_a_jvm_step_from_threads():
+    """The rollout engine steps envs in worker threads: two envs in one JVM, stepped concurrently, each
+    get the same trace as when run one after the other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = {"envs_per_jvm": 2, "heap": "448m"}  # its own JVM
+    envs = [SciWorldEnv(task="find-living-thing", variation=v, jvm=config) for v in (0, 7)]
+
+    def play(env: SciWorldEnv) -> list:
+        obs, _ = env.reset(seed=0)
+        trace = [obs]
+        for command in env.gold_actions():
+            obs, reward, terminated, truncated, info = env.step(command)
+            trace.append((obs, reward, terminated, info["score"]))
+            if terminated:
+                break
+        return trace
+
+    try:
+        sequential = [play(e) for e in envs]
+        assert envs[0]._sim.jvm is envs[1]._sim.jvm
+        with ThreadPoolExecutor(2) as pool:
+            concurrent = list(pool.map(play, envs))
+        assert concurrent == sequential
+        assert all(trace[-1][3] == 100 for trace in concurrent)
+    finally:
+        for e in envs:
+            e.close()
