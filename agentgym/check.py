@@ -4,19 +4,23 @@ Gymnasium's own `check_env`, plus what multi-turn text envs need for RL: determi
 rollout engine replays action prefixes to branch), idempotent reset/close, no leaked threads, child
 processes or file descriptors after close, random and scripted agents running without errors, and
 malformed actions answered with error observations instead of exceptions.
+
+The random and scripted agents run *through the rollout engine* (a `ScriptedPolicy` with the embedded
+tokenizer), so they see each conversation exactly as ``agentgym run`` renders it and their actions reach
+the env exactly as a model's would; the scripted expert (``env.expert``) must actually score. Each failing
+check says what to fix; warnings (e.g. Gymnasium's) are kept and shown with ``check-env -v``.
 """
 
 from __future__ import annotations
 
 import gc
-import importlib
 import os
 import threading
 import time
 import traceback
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agentgym.registry import make
@@ -37,6 +41,16 @@ class CheckResult:
     name: str
     ok: bool
     detail: str = ""
+    fix: str = ""  # what to change when the check fails
+    warnings: list[str] = field(default_factory=list)
+
+
+class CheckFailed(AssertionError):
+    """A failed check with what to fix."""
+
+    def __init__(self, message: str, fix: str = ""):
+        super().__init__(message)
+        self.fix = fix
 
 
 def _resources() -> dict[str, int]:
@@ -83,52 +97,57 @@ def _run_episode(env: Any, seed: int, act: Callable[[str, int], Any], max_steps:
     return trace
 
 
-def _scripted_agent(env: Any) -> Callable[[str, int], str] | None:
-    """The env's `expert` ("module:function" mapping a context text to an action), if it names one; or the
-    stateful ``(obs, step_index) -> action`` policy its `scripted_agent()` builds (for envs whose expert
-    needs the env itself, e.g. ScienceWorld's gold paths)."""
-    if callable(getattr(env, "scripted_agent", None)):
-        return env.scripted_agent()
-    target = getattr(env, "expert", None)
-    if not target:
-        return None
-    module, _, fn = target.partition(":")
-    expert = getattr(importlib.import_module(module), fn)
-    history: list[str] = []
+def load_expert(target: str) -> Callable[[str], str]:
+    """The function an env's ``expert`` names (``"module:function"``, context text -> action text)."""
+    from agentgym.policies.scripted import load_function
 
-    def act(obs: str, i: int) -> str:
-        if i == 0:
-            history.clear()
-            history.append(f"<|im_start|>user\n{env.system_prompt() or ''}\n{obs}<|im_end|>\n<|im_start|>assistant\n")
-        else:
-            history.append(obs)
-        action = expert("".join(history))
-        history.append(action)
-        return action
+    return load_function(target, "env.expert")
 
-    return act
+
+def engine_episodes(env_id: str, act: Callable[[str], str], seeds: tuple[int, ...], tokenizer: Any = None) -> list:
+    """Episodes of `act` (context text -> action) run by the rollout engine, one tree per seed: the same
+    rendering, token budgets, end-of-turn handling and env-call guarding as ``agentgym run``."""
+    from agentgym.policies.models import load_tokenizer
+    from agentgym.policies.scripted import ScriptedPolicy
+    from agentgym.rollout import RolloutConfig, RolloutEngine
+
+    policy = ScriptedPolicy(act, tokenizer if tokenizer is not None else load_tokenizer("embedded"))
+    engine = RolloutEngine(policy, lambda: make(env_id), env_id=env_id, config=RolloutConfig(group_size=1))
+    return engine.run(list(seeds))
+
+
+def _engine_failures(trees: list) -> list[str]:
+    return [f"seed {t.seed}: {f['stage']} {f['error_type']}: {f['error']}" for t in trees
+            for f in t.meta.get("failed_paths", [])]
 
 
 def check_env_id(env_id: str, seeds: tuple[int, ...] = (0, 1, 2)) -> list[CheckResult]:
     results: list[CheckResult] = []
+    caught_warnings: list[str] = []
 
-    def record(name: str, fn: Callable[[], str | None]) -> None:
+    def record(name: str, fn: Callable[[], str | None], fix: str) -> None:
+        caught_warnings.clear()
         try:
             detail = fn() or ""
-            results.append(CheckResult(name, True, detail))
+            results.append(CheckResult(name, True, detail, warnings=list(caught_warnings)))
         except Exception as e:
             tb = traceback.format_exception_only(type(e), e)[-1].strip()
-            results.append(CheckResult(name, False, tb))
+            results.append(CheckResult(name, False, tb, getattr(e, "fix", "") or fix, list(caught_warnings)))
 
-    # One warm-up episode first: process-wide singletons (an import's helper thread, a sandbox spawner) are
-    # created once per process, not per env; only what grows afterwards is a leak.
+    # One warm-up episode first: process-wide singletons (an import's helper thread, a sandbox spawner, the
+    # tokenizer) are created once per process, not per env; only what grows afterwards is a leak.
     warm = make(env_id)
     try:
-        obs, _ = warm.reset(seed=0)
-        act = _scripted_agent(warm)
-        warm.step(act(obs, 0) if act else "hello")
+        warm.reset(seed=0)
+        warm.step("hello")
+        expert_target = getattr(warm, "expert", None)
     finally:
         warm.close()
+    try:  # the expert's actions reach the parts of the env a bare "hello" does not (e.g. a sandbox)
+        warm_act = load_expert(expert_target) if expert_target else (lambda context: "hello")
+    except ValueError:
+        warm_act = lambda context: "hello"  # noqa: E731 (the scripted-agent check reports the bad expert)
+    engine_episodes(env_id, warm_act, seeds[:1])
     baseline = _leaks_baseline()
 
     def gymnasium_check() -> str:
@@ -139,7 +158,8 @@ def check_env_id(env_id: str, seeds: tuple[int, ...] = (0, 1, 2)) -> list[CheckR
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 check_env(env, skip_render_check=False)
-            return f"{len(caught)} warnings" if caught else ""
+            caught_warnings.extend(f"{w.category.__name__}: {w.message}" for w in caught)
+            return f"{len(caught)} warnings (-v shows them)" if caught else ""
         finally:
             env.close()
 
@@ -166,26 +186,35 @@ def check_env_id(env_id: str, seeds: tuple[int, ...] = (0, 1, 2)) -> list[CheckR
 
     def random_agent() -> str:
         env = make(env_id)
-        env.action_space.seed(0)
-        try:
-            for seed in seeds:
-                _run_episode(env, seed, lambda obs, i: env.action_space.sample())
-        finally:
-            env.close()
-        return f"{len(seeds)} episodes"
+        space = env.action_space
+        env.close()
+        space.seed(0)
+        trees = engine_episodes(env_id, lambda context: space.sample(), seeds)
+        if failures := _engine_failures(trees):
+            raise CheckFailed(f"random actions crashed or hung the env: {failures[0]}",
+                              "any text must get an observation back; catch the error in _step and return it as "
+                              "the observation")
+        return f"{len(seeds)} episodes through the rollout engine"
 
     def scripted_agent() -> str:
-        env = make(env_id)
+        if not expert_target:
+            return "no scripted expert declared (env.expert); skipped"
         try:
-            act = _scripted_agent(env)
-            if act is None:
-                return "no scripted expert declared (env.expert); skipped"
-            total = 0.0
-            for seed in seeds:
-                total += sum(step[1] for step in _run_episode(env, seed, act)[1:])
-            return f"return {total:g} over {len(seeds)} episodes"
-        finally:
-            env.close()
+            expert = load_expert(expert_target)
+        except ValueError as e:
+            raise CheckFailed(str(e), "env.expert must name an importable 'module:function'") from e
+        trees = engine_episodes(env_id, expert, seeds)
+        if failures := _engine_failures(trees):
+            raise CheckFailed(f"the expert's episodes failed: {failures[0]}", "fix the env call named above")
+        returns = [t.leaf_reward(leaf) for t in trees for leaf in t.leaves()]
+        total = sum(returns)
+        if not total > 0:
+            raise CheckFailed(
+                f"the expert ({expert_target}) scored return {total:g} over {len(seeds)} episodes",
+                "the expert must solve the task as `agentgym run` renders it: run "
+                f"`agentgym run {env_id} --policy scripted:{expert_target} --episodes 1` and read the "
+                "conversation with `agentgym replay` (observations are new chat turns, or inline for XML tools)")
+        return f"return {total:g} over {len(seeds)} episodes through the rollout engine"
 
     def malformed() -> str:
         env = make(env_id)
@@ -207,11 +236,14 @@ def check_env_id(env_id: str, seeds: tuple[int, ...] = (0, 1, 2)) -> list[CheckR
             raise AssertionError(f"resources left after close: {extra}")
         return ""
 
-    record("gymnasium check_env", gymnasium_check)
-    record("deterministic under seed", determinism)
-    record("reset/close idempotent", idempotent)
-    record("random agent", random_agent)
-    record("scripted agent", scripted_agent)
-    record("malformed actions -> error observations", malformed)
-    record("no threads/processes/fds leaked", no_leaks)
+    record("gymnasium check_env", gymnasium_check,
+           "follow Gymnasium's message: reset/step signatures, spaces, seeding through super().reset(seed=seed)")
+    record("deterministic under seed", determinism,
+           "draw all randomness from self.np_random (seeded by reset); the engine replays prefixes to branch")
+    record("reset/close idempotent", idempotent, "make reset() start over cleanly and close() safe to call twice")
+    record("random agent", random_agent, "any text action must get an observation back, never an exception")
+    record("scripted agent", scripted_agent, "make env.expert solve the task as the engine renders it")
+    record("malformed actions -> error observations", malformed,
+           "subclass agentgym.TextEnv (it answers empty, non-UTF-8 and oversized actions) or do the same")
+    record("no threads/processes/fds leaked", no_leaks, "release threads, processes and files in close()")
     return results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -18,47 +19,83 @@ console = Console()
 
 
 def fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)  # one line
     raise typer.Exit(code)
 
 
+Namespace = Annotated[Optional[str], typer.Option(help="Only envs of this namespace (e.g. agentgym, mypkg).")]
+
+
+def _env_ids(namespace: str | None) -> list[str]:
+    from agentgym.registry import list_envs, namespaces
+
+    ids = list_envs(namespace)
+    if namespace is not None and not ids:
+        fail(f"no envs in namespace {namespace!r}; namespaces: {', '.join(namespaces()) or '(none)'}")
+    return ids
+
+
 @envs_app.command("list")
-def envs_list() -> None:
-    """List registered env ids and their entry points."""
+def envs_list(namespace: Namespace = None) -> None:
+    """List registered env ids (built-in and every installed plugin's) and their entry points."""
     import gymnasium
 
-    from agentgym.registry import list_envs
+    from agentgym.registry import env_origin, plugin_errors
 
-    table = Table("id", "entry point", "kwargs")
-    for env_id in list_envs():
+    table = Table()
+    table.add_column("id", no_wrap=True)  # ids are what users copy: never cut
+    table.add_column("entry point", overflow="fold")
+    table.add_column("kwargs", overflow="fold")
+    table.add_column("registered by")
+    for env_id in _env_ids(namespace):
         spec = gymnasium.registry[env_id]
-        table.add_row(env_id, str(spec.entry_point), str(spec.kwargs or ""))
+        table.add_row(env_id, str(spec.entry_point), str(spec.kwargs or ""), env_origin(env_id))
     console.print(table)
+    for problem in plugin_errors():  # its envs are missing from the table: say why
+        console.print(f"[red]broken plugin:[/] {problem}", highlight=False)
 
 
 @app.command("check-env")
 def check_env_cmd(
     env_id: Annotated[Optional[str], typer.Argument(help="Env id, e.g. agentgym/Calculator-v0.")] = None,
-    all_envs: Annotated[bool, typer.Option("--all", help="Check every registered env.")] = False,
+    all_envs: Annotated[bool, typer.Option("--all", help="Check every registered env (every namespace).")] = False,
+    namespace: Namespace = None,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show every warning a check raised.")] = False,
 ) -> None:
-    """Run Gymnasium's check_env and agentgym's conformance checks on one env or all of them."""
+    """Run Gymnasium's check_env and agentgym's conformance checks on one env or all of them.
+
+    The random and scripted agents run through the rollout engine, as `agentgym run` would."""
+    from rich.markup import escape
+
     from agentgym.check import check_env_id
-    from agentgym.registry import UnknownEnvError, list_envs, spec
+    from agentgym.registry import UnknownEnvError, plugin_errors, spec
 
     if all_envs == (env_id is not None):
         fail("give an env id or --all (not both)")
-    ids = list_envs() if all_envs else [env_id]
+    ids = _env_ids(namespace) if all_envs else [env_id]
     failed = 0
+    if all_envs:  # a plugin that failed to load has envs nobody can check: that is a failed check
+        for problem in plugin_errors():
+            failed += 1
+            console.print(f"[red]FAIL[/] {problem}; fix the plugin (run `python -c \"import {problem.target.split(':')[0]}\"` "
+                          "to see the traceback)", highlight=False)
     for i in ids:
         try:
             spec(i)
         except UnknownEnvError as e:
             fail(str(e))
         table = Table("check", "result", "detail", title=i)
-        for r in check_env_id(i):
+        results = check_env_id(i)
+        for r in results:
             failed += not r.ok
-            table.add_row(r.name, "[green]pass[/]" if r.ok else "[red]FAIL[/]", r.detail)
+            detail = escape(r.detail) + (f"\n[bold]fix:[/] {escape(r.fix)}" if not r.ok and r.fix else "")
+            table.add_row(r.name, "[green]pass[/]" if r.ok else "[red]FAIL[/]", detail)
         console.print(table)
+        for r in results if verbose else []:
+            for w in r.warnings:
+                console.print(f"[yellow]warning[/] ({r.name}): {escape(w)}", highlight=False)
     if failed:
         fail(f"{failed} check(s) failed", code=1)
     console.print(f"[green]all checks passed for {len(ids)} env(s)[/]")
@@ -76,41 +113,52 @@ def run_cmd(
     model: Annotated[Optional[str], typer.Option(help="Model name for openai: policies.")] = None,
     env_kwarg: Annotated[Optional[list[str]], typer.Option("--env-kwarg", help="key=value passed to the env.")] = None,
 ) -> None:
-    """Roll out a policy on an env, store the trajectory trees, print a summary."""
-    import yaml
+    """Roll out a policy on an env, store the trajectory trees, print a summary.
 
+    Trees are appended to OUT/trajectories.jsonl as each task finishes, and OUT/run.json records how to
+    reproduce the run. Exits 1 (printing the causes) if episodes failed to start or every path failed;
+    Ctrl-C stops within seconds and keeps the trees that finished."""
     from agentgym.policies import make_policy
-    from agentgym.registry import EnvImportError, UnknownEnvError, make, spec
+    from agentgym.registry import EnvImportError, EnvKwargsError, UnknownEnvError, check_env_kwargs, make
     from agentgym.rollout import RolloutConfig, RolloutEngine, RolloutError
+    from agentgym.runs import RunInfo, all_failed, causes, parse_env_kwargs, start_failures, tokenizer_name, versions
     from agentgym.store import TrajectoryStore
 
     try:
-        spec(env_id)
-    except UnknownEnvError as e:
-        fail(str(e))
-    kwargs = {}
-    for item in env_kwarg or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            fail(f"--env-kwarg {item!r} must look like key=value")
-        kwargs[key] = yaml.safe_load(value)
-    try:
-        make(env_id, **kwargs).close()  # fail on bad kwargs before loading a model
+        kwargs = parse_env_kwargs(env_kwarg)
+        check_env_kwargs(env_id, kwargs)  # fail on a bad id or bad kwargs before loading a model
         pol = make_policy(policy, **({"model": model} if model else {}))
-    except (EnvImportError, TypeError, ValueError, FileNotFoundError) as e:
+    except (UnknownEnvError, EnvImportError, EnvKwargsError, TypeError, ValueError, FileNotFoundError) as e:
         fail(str(e))
+    seeds = [seed + i for i in range(episodes)]
+    RunInfo(env_id=env_id, env_kwargs=kwargs, policy=policy, tokenizer=tokenizer_name(policy), seeds=seeds,
+            group_size=group_size, temperature=temperature, versions=versions(), command=sys.argv).write(out)
     store = TrajectoryStore(out / "trajectories.jsonl")
+    finished: list = []
+
+    def keep(tree) -> None:  # appended as each task finishes: a crash or Ctrl-C loses only live tasks
+        store.append(tree)
+        finished.append(tree)
+
     engine = RolloutEngine(pol, lambda: make(env_id, **kwargs), env_id=env_id,
                            config=RolloutConfig(group_size=group_size, temperature=temperature),
-                           progress=True, on_tree=store.append)
+                           progress=True, on_tree=keep)
     try:
-        trees = engine.run([seed + i for i in range(episodes)])
+        trees = engine.run(seeds)
     except RolloutError as e:
         fail(str(e), code=1)
+    except KeyboardInterrupt:
+        pol.close()
+        console.print(f"[yellow]interrupted:[/] kept {len(finished)} finished tree(s) in {store.path}")
+        exit_interrupted()
     finally:
         pol.close()
     console.print(summary_table(trees, engine.stats, title=f"{env_id} — {policy}"))
     console.print(f"trajectories: {store.path}")
+    not_started = start_failures(trees)
+    if not_started or all_failed(trees):
+        what = f"{len(not_started)} episode(s) failed to start" if not_started else "every path failed"
+        fail(f"{what}: " + "; ".join(causes(trees)), code=1)
 
 
 def summary_table(trees: list, stats: dict, title: str = "") -> Table:
@@ -124,6 +172,11 @@ def summary_table(trees: list, stats: dict, title: str = "") -> Table:
     table.add_row("turns per trajectory", f"{m['turns']:.2f}")
     table.add_row("tool calls per trajectory", f"{m['tool_calls']:.2f}")
     table.add_row("tool/format errors", f"{m['errors']:.0f}")
+    from agentgym.runs import failure_counts
+
+    counts = failure_counts(trees)
+    table.add_row("failed paths", ", ".join(f"{stage} {kind}: {n}" for (stage, kind), n in sorted(counts.items()))
+                  if counts else "0")
     table.add_row("generated tokens/s", f"{stats.get('tokens_per_s', 0):.1f}")
     table.add_row("wall time", f"{stats.get('wall_s', 0):.1f} s")
     return table
@@ -173,11 +226,20 @@ def _mount_subcommands() -> None:
 _mount_subcommands()
 
 
+def exit_interrupted() -> None:
+    """Ctrl-C: what finished is already on disk (stores append and fsync per tree). Exit now rather than
+    join worker threads still inside a model call or a hung env, which interpreter shutdown would wait for
+    (click would also turn the interrupt into a plain exit 1)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
+
+
 def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        sys.exit(130)
+        exit_interrupted()
 
 
 if __name__ == "__main__":

@@ -141,11 +141,19 @@ def replay(
         help="--export-sft keeps trajectories with final reward above this.")] = 0.0,
     limit: Annotated[int, typer.Option(help="Trees to draw when no --tree is given.")] = 1,
     full: Annotated[bool, typer.Option("--full", help="Do not clip long texts.")] = False,
+    env_kwarg: Annotated[Optional[list[str]], typer.Option(
+        "--env-kwarg", help="key=value for the env (overrides the run's run.json env_kwargs).")] = None,
 ) -> None:
-    """Show trajectory trees in the terminal; re-score, re-execute or export them to SFT data."""
+    """Show trajectory trees in the terminal; re-score, re-execute or export them to SFT data.
+
+    Envs are made as the run made them: with the env kwargs recorded in the run's run.json, if any."""
     from agentgym import replay as rp
     from agentgym.viewer.terminal import tree_renderable, trees_table
 
+    try:
+        make_env = _env_factory(file, env_kwarg)
+    except ValueError as e:
+        _fail(str(e))
     trees = _read_trees(file)
     chosen = _select(trees, tree)
     acting = rescore_ or reexecute_ or export_sft is not None
@@ -162,7 +170,7 @@ def replay(
             fn = rp.load_scorer(scorer) if scorer else None
         except ValueError as e:
             _fail(str(e))
-        scores = rp.rescore(chosen, fn)
+        scores = rp.rescore(chosen, fn, env_factory=make_env)
         table = Table("tree", "leaf", "stored", "re-scored", "", title=f"re-score ({scorer or 'env replay'})")
         for s in scores:
             mark = Text(f"error {s.error}", style="red") if s.error else Text("changed" if s.changed else "", style="yellow")
@@ -179,7 +187,7 @@ def replay(
             console.print(f"wrote {n} re-scored trees to {out}")
     if reexecute_:
         for t in chosen:
-            report = rp.reexecute(t)
+            report = rp.reexecute(t, env_factory=make_env)
             for note in report.notes:
                 _warn(f"tree {t.id}: {note}")
             for e in report.errors:
@@ -191,11 +199,26 @@ def replay(
                               f"{report.nodes_checked} nodes identical")
             failed |= not report.ok
     if export_sft is not None:
-        result = rp.export_sft(chosen, export_sft, success_above=success_above)
+        result = rp.export_sft(chosen, export_sft, success_above=success_above, env_factory=make_env)
         console.print(f"exported {result.exported} trajectories (skipped {result.skipped} with reward "
                       f"<= {success_above:g}):\n  {result.messages_path}\n  {result.tokens_path}", highlight=False)
     if failed:
         raise typer.Exit(1)
+
+
+def _env_factory(file: Path, overrides: list[str] | None):
+    """``env_id -> env`` made with the run's recorded kwargs (run.json beside the store), then `overrides`."""
+    from agentgym.registry import make
+    from agentgym.runs import RunInfo, parse_env_kwargs
+
+    info = RunInfo.find(file) if file.exists() else None
+    extra = parse_env_kwargs(overrides)
+
+    def make_env(env_id: str):
+        recorded = info.env_kwargs if info is not None and info.env_id == env_id else {}
+        return make(env_id, **{**recorded, **extra})
+
+    return make_env
 
 
 def report(

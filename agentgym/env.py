@@ -7,6 +7,9 @@ seeding, input hygiene (bytes, invalid UTF-8, empty or oversized actions become 
 turn limits (``truncated=True`` with the reason in ``info``), async twins that keep blocking work off the
 event loop, and an optional `fork()` for branching rollouts.
 
+The full contract (every method, hook, declaration, the ``info`` keys the engine reads, and the
+concurrency rule) is written down in `agentgym.contract`.
+
 Extra observation content (role, an evolving memory/report, images) travels in ``info["observation"]``
 as an `agentgym.trajectory.Observation` dict, so text-only tooling sees a plain string.
 """
@@ -14,8 +17,7 @@ as an `agentgym.trajectory.Observation` dict, so text-only tooling sees a plain 
 from __future__ import annotations
 
 import asyncio
-import copy
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
@@ -68,6 +70,9 @@ class TextEnv(gymnasium.Env[str, str]):
     """Base class for multi-turn text environments. Subclass and implement `_reset` and `_step`."""
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    thread_safe: ClassVar[bool] = True  # False: instances share unsafe state; the engine serialises calls
+    can_fork: ClassVar[bool] = False  # True: fork() may return a copy; else branching replays the prefix
+    expert: str | None = None  # "module:function" of a scripted expert (context text -> action), or None
 
     def __init__(self, limits: EnvLimits | dict | None = None, render_mode: str | None = None):
         self.limits = limits if isinstance(limits, EnvLimits) else EnvLimits(**(limits or {}))
@@ -90,6 +95,10 @@ class TextEnv(gymnasium.Env[str, str]):
     def system_prompt(self) -> str | None:
         """Instructions shown before the first observation (tool descriptions, answer format)."""
         return None
+
+    def stop_strings(self) -> list[str]:
+        """Strings that end a generation early (kept in the action); none by default."""
+        return []
 
     # ---- gymnasium API ----------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
@@ -158,10 +167,11 @@ class TextEnv(gymnasium.Env[str, str]):
 
     # ---- branching --------------------------------------------------------------------------------
     def fork(self) -> TextEnv | None:
-        """An independent copy of this env in its current state, or None if the env cannot be copied
-        (the rollout engine then replays the action prefix in a fresh env). Pure-Python envs get a deep
-        copy; envs holding processes or sockets must override this or return None."""
-        return copy.deepcopy(self)
+        """An independent copy of this env in its current state, or None: "replay the prefix" (the
+        rollout engine then makes a fresh env, resets it with the same seed and task, and replays the
+        actions so far). The default is None, never a deep copy: copying an env that holds a process, a
+        JVM, a browser or an index is a trap. Envs whose state is cheap to copy override this."""
+        return None
 
 
 def observation_from(obs: Any, info: dict[str, Any]) -> Observation:

@@ -204,6 +204,8 @@ class RemoteEnv(TextEnv):
         d = self._call("POST", f"/sessions/{self.session_id}/step", json=body)
         return d["observation"], d["reward"], d["terminated"], d["truncated"], d["info"]
 
+    can_fork = True  # the server forks the session (or this returns None and the engine replays)
+
     def fork(self) -> RemoteEnv | None:
         if self.session_id is None:
             return None

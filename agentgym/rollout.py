@@ -8,8 +8,11 @@ for extra samples of a turn: the engine forks the env (``env.fork()``, else repl
 fresh env) and runs the branch as a sibling path that shares the stored prefix.
 
 Guarantees: the context fed to the policy equals ``tree.context_ids(node)`` and the stored action equals
-the sampled ids (asserted per turn); token budgets per turn and per episode are enforced; a hung env step is
-abandoned at its timeout and recorded; an env that raises ends only its own path.
+the sampled ids (asserted per turn); token budgets per turn and per episode are enforced; every env call
+(factory, reset, step, fork, prefix replay, close) runs under a timeout through `agentgym.env_calls`, and one
+that hangs or raises ends only its own path, recorded as a typed `PathFailure` in ``tree.meta["failed_paths"]``.
+The env receives the model's text without its end-of-turn marker (the stored ids keep it: they are what was
+sampled); envs that declare ``thread_safe = False`` get their calls serialised.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agentgym.env import EnvLimits, observation_from
+from agentgym.contract import Capabilities, EnvContractError, ResetInfo, StepInfo, validate_info
+from agentgym.env import EnvLimits, TextEnv, observation_from
+from agentgym.env_calls import EnvCaller, EnvCallFailed, PathFailure
 from agentgym.policies.base import Generation, GenerationRequest, Policy, SamplingParams
 from agentgym.rendering import ChatRenderer
 from agentgym.trajectory import Observation, ToolCallRecord, TrajectoryTree, Turn
@@ -50,6 +55,7 @@ class RolloutConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     step_timeout_s: float = 60.0  # backstop for an env step; tools have their own, shorter timeouts
+    env_timeout_s: float = 120.0  # the env factory, reset, fork, close, and each call of a prefix replay
     max_batch_size: int = 64
     batch_wait_s: float = 0.005  # how long to wait for more paths to join a generation batch
     supplement: bool = False  # start fresh episodes if all paths end before max_trajectories (ARPO)
@@ -184,8 +190,8 @@ class RolloutEngine:
             pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
             for task in pending:
                 task.cancel()
-            if pending:
-                loop.run_until_complete(_drain(pending))
+            if pending:  # paths close their envs as they unwind; bounded, so Ctrl-C returns in seconds
+                loop.run_until_complete(asyncio.wait(pending, timeout=_UNWIND_S))
             loop.run_until_complete(loop.shutdown_asyncgens())
             executor.shutdown(wait=False, cancel_futures=True)
             loop.close()
@@ -196,6 +202,7 @@ class RolloutEngine:
                            self.config.deterministic)
         server = asyncio.create_task(batcher.serve())
         self._batcher, self._env_time = batcher, 0.0
+        self.calls = EnvCaller(self.config.env_timeout_s, self.config.step_timeout_s)
         start = time.perf_counter()
         try:
             with _progress(self.progress, len(specs)) as advance:
@@ -266,13 +273,16 @@ class RolloutEngine:
         group.serial += 1
 
         async def root() -> None:
-            env = await asyncio.to_thread(self.env_factory)
+            env = None
             options = {"task": group.spec.task} if group.spec.task else None
             try:
-                obs, info = await env.areset(seed=group.spec.seed, options=options)
-            except Exception as e:
-                group.tree.meta.setdefault("errors", []).append(f"reset failed: {type(e).__name__}: {e}")
-                await asyncio.to_thread(env.close)
+                env = await self.calls.make(self.env_factory)
+                obs, info = await self._env_call("reset", env, seed=group.spec.seed, options=options)
+                self._check_info(ResetInfo, info, "reset")
+            except EnvCallFailed as e:
+                _record_failure(group.tree, e.failure, serial)
+                if e.failure.stage != "factory" and e.failure.error_type != "timeout":
+                    await self.calls.close(env)  # a hung env is abandoned, never touched again
                 return
             first = observation_from(obs, info)
             if group.tree.initial_observation is None:
@@ -285,6 +295,14 @@ class RolloutEngine:
             await self._run_path(path)
 
         self._launch(group, root)
+
+    def _action_text(self, gen: Generation) -> str:
+        """The text the env receives and the tree shows: the sampled text without the end-of-turn token
+        (``<|im_end|>``), which belongs to the chat format, not to the action. The ids keep it."""
+        eos = getattr(self.policy.tokenizer, "eos_token_id", None)
+        if gen.finish_reason == "eos" and eos is not None and gen.token_ids and gen.token_ids[-1] == eos:
+            return self.policy.tokenizer.decode(list(gen.token_ids[:-1]), skip_special_tokens=False)
+        return gen.text
 
     def _limits(self, env: Any) -> EnvLimits:
         return self.limits or getattr(env, "limits", None) or EnvLimits()
@@ -305,7 +323,7 @@ class RolloutEngine:
                 node = tree.add(Turn(id=0, parent=path.parent, rebuild_context=path.rebuild,
                                      prefix_ids=path.pending_prefix, action_ids=list(gen.token_ids),
                                      logprobs=list(gen.logprobs), entropies=list(gen.entropies),
-                                     action_text=gen.text, finish_reason=gen.finish_reason,
+                                     action_text=self._action_text(gen), finish_reason=gen.finish_reason,
                                      policy_version=self.policy.version, gen_time_s=time.perf_counter() - t0))
                 path.state["last_node"] = node.id
                 if branch_signal is not None:
@@ -323,29 +341,43 @@ class RolloutEngine:
             leaf = path.state.get("last_node")
             if leaf is not None:  # the episode return: every step reward along the path
                 tree.final_rewards[leaf] = sum(n.reward for n in tree.path(leaf))
-            await asyncio.to_thread(_close_quietly, path.env)
+            await self.calls.close(path.env)
+
+    async def _env_call(self, stage: str, env: Any, *args: Any, **kwargs: Any) -> Any:
+        """reset/step `env` under its timeout: through its own async twin if it has a native one (an env
+        over HTTP), else the blocking method in a worker thread (serialised if the env is not thread safe)."""
+        method = getattr(env, stage)
+        twin = getattr(type(env), "a" + stage, None)
+        if twin is not None and twin is not getattr(TextEnv, "a" + stage) and asyncio.iscoroutinefunction(twin):
+            return await self.calls.call_async(stage, getattr(env, "a" + stage)(*args, **kwargs))
+        return await self.calls.call(stage, method, *args, env=env, **kwargs)
+
+    def _check_info(self, model: type, info: Any, call: str) -> None:
+        """The info keys the engine reads, typed (`agentgym.contract`); a bad one ends the path, named."""
+        try:
+            validate_info(model, info, self.env_id, call)
+        except EnvContractError as e:
+            raise EnvCallFailed(PathFailure(stage=call, error_type="infra_error", error=str(e))) from e
 
     async def _step(self, path: PathState, node: Turn, gen: Generation) -> bool:
         """Step the env with the action; record the outcome. Returns whether the path continues."""
         t0 = time.perf_counter()
         try:
-            obs, reward, terminated, truncated, info = await asyncio.wait_for(
-                path.env.astep(gen.text), timeout=self.config.step_timeout_s)
-        except asyncio.TimeoutError:
-            node.tool_calls.append(ToolCallRecord(name="(env.step)", error_type="timeout",
-                                                  error=f"env step exceeded {self.config.step_timeout_s:g} s"))
-            node.truncated, node.truncated_reason = True, "env_step_timeout"
-            path.env = None  # a worker thread may still be inside it; never reuse or close it here
-            return False
-        except Exception as e:
-            node.tool_calls.append(ToolCallRecord(name="(env.step)", error_type="infra_error",
-                                                  error=f"{type(e).__name__}: {e}"))
-            node.truncated, node.truncated_reason = True, "env_error"
+            obs, reward, terminated, truncated, info = await self._env_call("step", path.env, node.action_text)
+            self._check_info(StepInfo, info, "step")
+        except EnvCallFailed as e:
+            failure = e.failure
+            node.tool_calls.append(ToolCallRecord(name="(env.step)", error_type=failure.error_type, error=failure.error))
+            node.truncated = True
+            node.truncated_reason = "env_step_timeout" if failure.error_type == "timeout" else "env_error"
+            _record_failure(path.group.tree, failure, path.serial, node.id)
+            if failure.error_type == "timeout":
+                path.env = None  # a worker thread may still be inside it; never reuse or close it here
             return False
         finally:
             node.env_time_s = time.perf_counter() - t0
             self._env_time += node.env_time_s
-        path.actions.append(gen.text)
+        path.actions.append(node.action_text)
         observation = observation_from(obs, info)
         node.observation = observation
         node.tool_calls += [ToolCallRecord.model_validate(c) for c in info.get("tool_calls", [])]
@@ -382,25 +414,46 @@ class RolloutEngine:
             group.serial += 1
             # Fork now, before this path steps its env: the branch must start from the state the
             # sampled turn saw. Envs that cannot fork are rebuilt by replay inside the branch.
-            forked = await asyncio.to_thread(path.env.fork) if hasattr(path.env, "fork") else None
+            forked: Any = None
+            fork_failure: PathFailure | None = None
+            if Capabilities.of(path.env).can_fork:  # declared; otherwise replay the prefix
+                try:
+                    forked = await self.calls.call("fork", path.env.fork, env=path.env)
+                except EnvCallFailed as e:  # ends only the branch; the parent path goes on
+                    fork_failure = e.failure
 
             async def branch(snapshot: PathState = snapshot, signal: tuple[float, int] = signal,
-                             forked: Any = forked) -> None:
-                snapshot.env = forked if forked is not None else await self._replay_env(group.spec, snapshot.actions)
+                             forked: Any = forked, fork_failure: PathFailure | None = fork_failure) -> None:
+                if fork_failure is not None:
+                    _record_failure(group.tree, fork_failure, snapshot.serial, node.id)
+                    return
+                try:
+                    snapshot.env = forked if forked is not None else await self._replay_env(group.spec, snapshot.actions)
+                except EnvCallFailed as e:
+                    _record_failure(group.tree, e.failure, snapshot.serial, node.id)
+                    return
                 await self._run_path(snapshot, branch_signal=signal)
 
             self._launch(group, branch, reserved=True)
 
     async def _replay_env(self, spec: Task, actions: list[str]) -> Any:
-        fresh = await asyncio.to_thread(self.env_factory)  # envs are deterministic under a seed
-        await fresh.areset(seed=spec.seed, options={"task": spec.task} if spec.task else None)
-        for action in actions:
-            await fresh.astep(action)
-        return fresh
+        """A fresh env brought to the state after `actions` (envs are deterministic under a seed). Any
+        failure or hang is reported as a ``replay`` failure; the half-replayed env is closed unless hung."""
+        fresh = None
+        try:
+            fresh = await self.calls.make(self.env_factory)
+            await self._env_call("reset", fresh, seed=spec.seed, options={"task": spec.task} if spec.task else None)
+            for action in actions:
+                await self._env_call("step", fresh, action)
+            return fresh
+        except EnvCallFailed as e:
+            if e.failure.error_type != "timeout":
+                await self.calls.close(fresh)
+            raise EnvCallFailed(e.failure.model_copy(update={"stage": "replay",
+                                                             "error": f"prefix replay: {e.failure.error}"})) from e
 
 
-async def _drain(tasks: list[asyncio.Task]) -> None:
-    await asyncio.gather(*tasks, return_exceptions=True)
+_UNWIND_S = 2.0  # how long interrupted paths get to close their envs before the loop is closed
 
 
 def _assert_token_exact(tree: TrajectoryTree, node: Turn, context: list[int], gen: Generation) -> None:
@@ -413,13 +466,8 @@ def _assert_token_exact(tree: TrajectoryTree, node: Turn, context: list[int], ge
         raise TokenDriftError(f"turn {node.id}: stored action differs from the sampled tokens")
 
 
-def _close_quietly(env: Any) -> None:
-    if env is None:
-        return
-    try:
-        env.close()
-    except Exception:
-        pass  # closing is best effort; the path's outcome is already recorded
+def _record_failure(tree: TrajectoryTree, failure: PathFailure, path: int, node: int | None = None) -> None:
+    tree.meta.setdefault("failed_paths", []).append(failure.model_copy(update={"path": path, "node": node}).model_dump())
 
 
 def _jsonable(value: Any) -> Any:
@@ -446,6 +494,19 @@ class _progress:
     def __enter__(self) -> Callable[[TrajectoryTree], None]:
         if not self.enabled:
             return lambda tree: None
+        import sys
+
+        if not sys.stdout.isatty():  # a log file or a pipe: plain lines, no control codes
+            start, rewards = time.perf_counter(), []
+
+            def line(tree: TrajectoryTree) -> None:
+                rewards.extend(tree.leaf_reward(i) for i in tree.leaves())
+                done = getattr(line, "done", 0) + 1
+                line.done = done  # type: ignore[attr-defined]
+                print(f"rollout {done}/{self.total} tasks  reward {sum(rewards) / max(len(rewards), 1):.2f}  "
+                      f"{time.perf_counter() - start:.1f} s", flush=True)
+
+            return line
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self._bar = Progress(TextColumn("rollout"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -461,5 +522,5 @@ class _progress:
         return advance
 
     def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
+        if getattr(self, "_bar", None) is not None:
             self._bar.stop()

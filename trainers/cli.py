@@ -19,7 +19,7 @@ Overrides = Annotated[Optional[list[str]], typer.Option("--set", help="Override 
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)  # one line, however long
     raise typer.Exit(2)
 
 

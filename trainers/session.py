@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from agentgym.config import Config, ConfigError
-from agentgym.registry import make, spec
+from agentgym.registry import EnvKwargsError, check_env_kwargs, make, spec
 from agentgym.trajectory import TrajectoryTree
 
 ALGORITHMS = ("grpo", "arpo")
@@ -22,7 +22,10 @@ def validate(cfg: Config) -> None:
     if cfg.algorithm.name not in ALGORITHMS:
         raise ConfigError(f"algorithm.name {cfg.algorithm.name!r} is not one of {ALGORITHMS}")
     spec(cfg.env.id)  # unknown env id -> UnknownEnvError naming close ids
-    make(cfg.env.id, **env_kwargs(cfg)).close()  # bad env kwargs fail here
+    try:
+        check_env_kwargs(cfg.env.id, env_kwargs(cfg))  # the same check as `agentgym run --env-kwarg`
+    except EnvKwargsError as e:
+        raise ConfigError(f"env.kwargs: {e}") from e
     if cfg.policy.backend == "hf" and cfg.policy.model != "tiny":
         resolve(cfg.policy.model)  # a model path that does not exist -> ModelNotFoundError
     if cfg.policy.backend != "hf":
@@ -85,7 +88,8 @@ def write_run_json(run_dir: Path, cfg: Config) -> None:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "run.json").write_text(json.dumps({"tokenizer": cfg.policy.model, "env_id": cfg.env.id,
-                                                  "algorithm": cfg.algorithm.name}, indent=2))
+                                                  "env_kwargs": cfg.env.kwargs,  # `replay --reexecute` makes the env with them
+                                                  "algorithm": cfg.algorithm.name}, indent=2, default=str))
 
 
 def mark_step(trees: list[TrajectoryTree], step: int) -> None:

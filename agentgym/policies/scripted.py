@@ -16,6 +16,24 @@ ActionFn = Callable[[str], str]
 EntropyFn = Callable[[str, str], "float | list[float]"]
 
 
+def load_function(target: str, what: str = "function") -> Callable[..., Any]:
+    """``"package.module:function"`` -> the function, or a one-line ValueError saying what is wrong."""
+    module, _, name = target.partition(":")
+    if not module or not name:
+        raise ValueError(f"{what} needs 'module:function', got {target!r}")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        raise ValueError(f"{what} {target!r}: cannot import {module!r} ({type(e).__name__}: {e})") from e
+    fn = getattr(mod, name, None)
+    if not callable(fn):
+        public = [n for n, v in vars(mod).items() if callable(v) and not n.startswith("_")
+                  and getattr(v, "__module__", None) == mod.__name__]
+        raise ValueError(f"{what} {target!r}: {module} has no function {name!r}"
+                         + (f" (it has: {', '.join(sorted(public)[:8])})" if public else ""))
+    return fn
+
+
 class ScriptedPolicy(Policy):
     """`action_fn(context_text) -> action_text`; `entropy_fn(context_text, action_text)` sets the reported
     per-token entropies (a float for all tokens, or a list), default 0."""
@@ -34,11 +52,7 @@ class ScriptedPolicy(Policy):
 
     @classmethod
     def from_spec(cls, target: str, **kwargs: Any) -> ScriptedPolicy:
-        module, _, name = target.partition(":")
-        if not name:
-            raise ValueError(f"scripted policy needs 'module:function', got {target!r}")
-        fn = getattr(importlib.import_module(module), name)
-        return cls(fn, **kwargs)
+        return cls(load_function(target, "scripted policy"), **kwargs)
 
     def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
         return [self._one(r) for r in requests]

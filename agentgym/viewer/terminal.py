@@ -72,8 +72,19 @@ def tree_renderable(tree: TrajectoryTree, limit: int | None = 300) -> Tree:
         children.setdefault(node.parent, []).append(node)
 
     def add(branch: Tree, node: Turn) -> None:
-        kids = children.get(node.id, [])
-        sub = branch.add(_node_label(tree, node, not kids))
+        """The turns of one path as siblings under `branch`: indentation grows only where the path
+        branches, so a 60-turn episode stays readable at 80 columns."""
+        while True:
+            kids = children.get(node.id, [])
+            sub = turn(branch, node, not kids)
+            if len(kids) != 1:
+                break
+            node = kids[0]
+        for kid in kids:
+            add(sub.add(Text(f"branch → #{kid.id}", style="magenta")), kid)
+
+    def turn(branch: Tree, node: Turn, is_leaf: bool) -> Tree:
+        sub = branch.add(_node_label(tree, node, is_leaf))
         sub.add(Text.assemble(("action: ", "bold blue"), _clip(node.action_text, limit)))
         for call in node.tool_calls:
             line = Text.assemble(("tool ", "green"), (call.name, "bold green"), f"({_clip(str(call.arguments), limit)})",
@@ -85,11 +96,15 @@ def tree_renderable(tree: TrajectoryTree, limit: int | None = 300) -> Tree:
             sub.add(line)
         if node.observation is not None:
             _observation(sub, node.observation, "observation", limit)
-        for kid in kids:
-            add(sub, kid)
+        return sub
 
-    for node in children.get(None, []):
-        add(root, node)
+    for failure in tree.meta.get("failed_paths", []):  # paths an env call ended (agentgym.env_calls)
+        where = f" at #{failure['node']}" if failure.get("node") is not None else ""
+        root.add(Text(f"failed path {failure.get('path')}{where}: {failure['stage']} {failure['error_type']}: "
+                      f"{_clip(failure['error'], limit)}", style="bold red"))
+    roots = children.get(None, [])
+    for node in roots:
+        add(root.add(Text(f"episode → #{node.id}", style="bold")) if len(roots) > 1 else root, node)
     return root
 
 

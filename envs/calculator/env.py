@@ -8,6 +8,7 @@ draws from a disjoint seed range.
 from __future__ import annotations
 
 import ast
+import copy
 import math
 import operator
 from typing import Any
@@ -134,6 +135,12 @@ class CalculatorEnv(ToolEnv):
         answer = float(convert(value=value, from_unit=src, to_unit=dst))
         return {"kind": kind, "question": f"Convert {value} {src} to {dst}. Round to 2 decimals.",
                 "answer": round(answer, 2), "value": value, "from_unit": src, "to_unit": dst}
+
+    can_fork = True
+
+    def fork(self) -> CalculatorEnv:
+        """Pure-Python state (the task, the turn count, the rng): a deep copy is cheap and exact."""
+        return copy.deepcopy(self)
 
     def score(self, answer: str) -> float:
         return 1.0 if grade(answer, float(self.task["answer"]), rel_tol=1e-6, abs_tol=0.0051) else 0.0

@@ -104,6 +104,8 @@ class PythonEnv(ToolEnv):
                         return self._reply(f"Error: {e}", "tool", [_rejected(call.name, call.arguments, str(e))])
         return super()._step(action)
 
+    can_fork = True  # the sandbox forks its interpreter state
+
     def fork(self) -> PythonEnv | None:
         copy = PythonEnv.__new__(PythonEnv)
         copy.__dict__.update(self.__dict__)

@@ -55,11 +55,23 @@ def test_entry_point_plugin_registers_in_any_process(tmp_path):
     assert "agentgym/Mine-v0" in out.stdout and "MyEnv" in out.stdout
 
 
-def test_broken_plugin_is_not_swallowed(tmp_path):
+def test_broken_plugin_is_reported_by_name_and_other_envs_keep_working(tmp_path):
     _fake_distribution(tmp_path, "raise ImportError('plugin dependency missing')\n")
-    out = _run(tmp_path, "import agentgym; agentgym.list_envs()")
-    assert out.returncode != 0
-    assert "env plugin 'mine'" in out.stderr and "plugin dependency missing" in out.stderr
+    out = _run(tmp_path, "import agentgym, gymnasium; print(agentgym.plugin_errors()[0]); "
+                         "gymnasium.make('agentgym/Calculator-v0'); print(agentgym.list_envs())")
+    assert out.returncode == 0, out.stderr
+    message = "env plugin 'mine' (myplugin:register_envs) failed to load: ImportError: plugin dependency missing"
+    assert message in out.stdout and message in out.stderr  # returned, and warned once on stderr
+    assert "agentgym/Calculator-v0" in out.stdout
+    cli = "from agentgym.cli import main; main()"
+    listing = subprocess.run([sys.executable, "-c", cli, "envs", "list"], capture_output=True, text=True,
+                             env=dict(os.environ, PYTHONPATH=str(tmp_path), COLUMNS="200"), timeout=120)
+    assert listing.returncode == 0 and "agentgym/Calculator-v0" in listing.stdout
+    assert "broken plugin" in listing.stdout and "'mine'" in listing.stdout
+    unknown = subprocess.run([sys.executable, "-c", cli, "run", "mine/Game-v0"], capture_output=True, text=True,
+                             env=dict(os.environ, PYTHONPATH=str(tmp_path)), timeout=120)
+    assert unknown.returncode == 2 and "env plugin 'mine'" in unknown.stdout  # the likely cause is named
+    assert "Traceback" not in unknown.stdout + unknown.stderr
 
 
 def test_config_rejects_unknown_keys_naming_the_nearest(tmp_path):

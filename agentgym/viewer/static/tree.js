@@ -47,10 +47,19 @@
 
   function branchTree(tree) {
     const sources = new Set(tree.nodes.filter((n) => n.branched_from !== null).map((n) => n.branched_from));
-    const build = (ids) => el("ul", { class: "branches" }, ids.map((id) => {
-      const n = tree.nodes[id];
-      return el("li", {}, nodeButton(n, sources), n.children.length ? build(n.children) : null);
-    }));
+    // A path's turns are rows of one list; a list nests only where the path branches, so a 60-turn
+    // episode stays one column wide instead of indenting each turn deeper.
+    const chain = (id) => {
+      const rows = [];
+      let n = tree.nodes[id];
+      for (;;) {
+        rows.push(el("div", { class: "chain-row" }, nodeButton(n, sources)));
+        if (n.children.length !== 1) break;
+        n = tree.nodes[n.children[0]];
+      }
+      return el("li", {}, rows, n.children.length ? build(n.children) : null);
+    };
+    const build = (ids) => el("ul", { class: "branches" }, ids.map(chain));
     return el("div", { id: "tree-panel", class: "panel" },
       el("div", { class: "section-label" }, `${tree.roots.length} episodes · ${tree.leaves.length} trajectories · ` +
         `${tree.branch_points.length} branches`), build(tree.roots));
