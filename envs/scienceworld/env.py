@@ -15,7 +15,7 @@ variations, as the package defines them) and ``variation`` (an index, or None to
 ``reset(options={"task": {"name": ..., "variation": ...}})`` picks one explicitly. ``simplifications`` is
 the package's string ("easy" or a comma list of teleportAction, openDoors, openContainers,
 selfWateringFlowerPots, noElectricalAction). The gold action sequence of the current episode is
-`gold_actions()`; `scripted_agent()` plays it.
+`gold_actions()`; the scripted expert (`expert.py`) plays it from the conversation.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import threading
 from typing import Any, Callable
 
 from agentgym.env import EnvLimits, TextEnv
+from agentgym.envs.scienceworld.expert import gold_path, header
 from agentgym.envs.scienceworld.jvm import JVMConfig, JVMDiedError
 from agentgym.envs.scienceworld.simulator import Simulator, StepResult
 from agentgym.parsing import make_parser
@@ -63,7 +64,6 @@ _HOW = {"text": "Reply with exactly one command per message, nothing else.",
         "hermes": 'Give one command per message as a tool call: <tool_call>{"name": "act", "arguments": '
                   '{"command": "look around"}}</tool_call>.'}
 _splits_cache: dict[str, dict[str, list[int]]] = {}
-_gold_cache: dict[tuple[str, int, str], list[str]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -146,7 +146,8 @@ class SciWorldEnv(TextEnv):
         sim.load(name, variation, simplifications)
         first = sim.step("look around")  # as the package's reset
         self.episode = {"name": name, "variation": variation, "simplifications": simplifications}
-        obs = f"{sim.task_description().strip()}\n\n{first.observation.strip()}"
+        obs = (f"{header(name, variation, simplifications)}\n{sim.task_description().strip()}\n\n"
+               f"{first.observation.strip()}")
         obs = self._with_extras(obs, sim)
         return obs, {"task": dict(self.episode), "score": first.score, "moves": first.moves}
 
@@ -227,38 +228,17 @@ class SciWorldEnv(TextEnv):
         return list(cached[split])
 
     def gold_actions(self) -> list[str]:
-        """The package's gold action sequence for the current episode (computed in a separate simulator in
-        the same JVM, so the episode is not disturbed; cached per task, variation and simplifications)."""
+        """The package's gold action sequence for the current episode (computed in a separate simulator, so
+        the episode is not disturbed; cached per task, variation and simplifications)."""
         if not self.episode:
             raise RuntimeError("gold_actions() needs an episode: call reset() first")
-        key = (self.episode["name"], self.episode["variation"], self.episode["simplifications"])
-        with _cache_lock:
-            cached = _gold_cache.get(key)
-        if cached is None:
-            helper = Simulator(self.jvm_config)
-            try:
-                helper.load(*key, gold=True)
-                cached = helper.gold_actions()
-            finally:
-                helper.close()
-            with _cache_lock:
-                _gold_cache[key] = cached
-        return list(cached)
+        return gold_path(self.episode["name"], self.episode["variation"], self.episode["simplifications"],
+                         self.jvm_config)
 
-    def scripted_agent(self) -> Callable[[str, int], str]:
-        """A scripted policy for `agentgym check-env` and tests: plays the gold action sequence of the
-        current episode (``i`` is the step index; the first call of an episode has ``i == 0``)."""
-        plan: list[str] = []
-
-        def play(obs: str, i: int) -> str:
-            if i == 0:
-                plan[:] = self.gold_actions()
-            command = plan[i] if i < len(plan) else "look around"
-            return {"text": command, "xml": f"<act>{command}</act>",
-                    "hermes": f'<tool_call>{{"name": "act", "arguments": {{"command": "{command}"}}}}</tool_call>'
-                    }[self.tool_format]
-
-        return play
+    @property
+    def expert(self) -> str:
+        """Scripted agent for `agentgym check-env` and SFT data: plays the gold path from the conversation."""
+        return "agentgym.envs.scienceworld.expert:gold_expert"
 
     def fork(self) -> None:
         """ScienceWorld has no way to copy a running simulation (its world objects are neither cloneable nor

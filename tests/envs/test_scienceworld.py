@@ -160,7 +160,8 @@ def test_hints_only_on_request_and_formats():
     env = make("agentgym/ScienceWorld-v0", task="find-living-thing", variation=3)
     try:
         obs, info = env.reset(seed=0)
-        assert obs.startswith("Task Description:") and "is called the" in obs
+        assert obs.startswith("ScienceWorld task find-living-thing, variation 3 (simplifications: none)\nTask Description:")
+        assert "is called the" in obs
         assert info["task"] == {"name": "find-living-thing", "variation": 3, "simplifications": ""}
         obs, reward, terminated, truncated, info = env.step("valid actions")
         assert obs.startswith("Valid actions: ") and "look around" in obs and reward == 0 and not terminated
