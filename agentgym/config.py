@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator,
+                      model_validator)
+from pydantic_core import PydanticCustomError
 
 from agentgym.env import EnvLimits
 
@@ -40,38 +42,51 @@ class LoraConfig(Section):
 
 class PolicyConfig(Section):
     model: str = Field(default="embedded", description="embedded | tiny | a local path | a hub id | a .gguf file.")
-    backend: Literal["hf", "openai", "scripted"] = "hf"
-    base_url: str | None = Field(default=None, description="OpenAI-compatible server, for backend=openai.")
-    scripted: str | None = Field(default=None, description="module:function, for backend=scripted.")
+    backend: Literal["hf"] = Field(default="hf", description="Training and evaluation run the model in process "
+                                   "(Hugging Face); `agentgym run` takes other backends on its command line.")
     device: str | None = Field(default=None, description="cpu | cuda | None (auto).")
     max_batch_size: int = 32
     lora: LoraConfig | None = None
 
 
-class RolloutSection(Section):
-    group_size: int = Field(default=1, ge=1, description="Episodes started from scratch per task.")
-    max_trajectories: int | None = Field(default=None, ge=1, description="Leaves per task incl. branches.")
+class RolloutConfig(Section):
+    """How the rollout engine samples: the one rollout config, read from the YAML ``rollout`` section and
+    passed to `agentgym.rollout.RolloutEngine` as is (an algorithm may adjust a copy, e.g. ARPO's M)."""
+
+    group_size: int = Field(default=1, ge=1, description="Episodes started from scratch per task (ARPO's N).")
+    max_trajectories: int | None = Field(default=None, ge=1, description="Leaves per task incl. branches "
+                                         "(ARPO's M); default group_size. Only branching algorithms use it.")
+    supplement: bool = Field(default=False, description="Start fresh episodes when every path ended before "
+                             "max_trajectories (branching algorithms turn it on).")
     temperature: float = Field(default=1.0, ge=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
-    step_timeout_s: float = Field(default=60.0, gt=0)
+    step_timeout_s: float = Field(default=60.0, gt=0, description="Backstop for an env step; tools have their "
+                                  "own, shorter timeouts.")
+    env_timeout_s: float = Field(default=120.0, gt=0, description="Bound on the env factory, reset, fork, close "
+                                 "and each call of a prefix replay.")
     max_batch_size: int = Field(default=64, ge=1)
     batch_wait_s: float = Field(default=0.005, ge=0, description="How long a generation batch waits for paths "
                                 "still in env steps (longer suits slow model backends, e.g. CPU).")
     deterministic: bool = Field(default=False, description="Batch only when every live path waits, in a fixed "
                                 "order, so seeded runs sample the same tokens (slower with slow envs).")
+    max_workers: int = Field(default=64, ge=1, description="Threads for env steps when the engine owns its loop.")
+
+    @model_validator(mode="after")
+    def _m_at_least_n(self) -> "RolloutConfig":
+        if self.max_trajectories is not None and self.max_trajectories < self.group_size:
+            raise ValueError(f"max_trajectories ({self.max_trajectories}) must be >= group_size ({self.group_size})")
+        return self
+
+
+RolloutSection = RolloutConfig  # the name this section had before it became the engine's config too
 
 
 class AlgorithmConfig(Section):
-    name: Literal["grpo", "arpo"] = "grpo"
-    # ARPO (see reference/algorithms.md §2): entropy of the first k tokens after a tool result.
-    entropy_k: int = Field(default=20, ge=1)
-    alpha: float = 0.5
-    beta: float = 0.2
-    tau: float = 0.5
-    branches_per_point: int = Field(default=1, ge=1, description="Z: branches spawned at a branch point.")
-    stochastic_branching: bool = Field(default=False, description="Branch with probability clip(α+βΔH) "
-                                       "(reference code) instead of when α+βΔH > τ (paper).")
-    attribution: Literal["soft", "hard"] = "soft"
+    """Base of every algorithm's config. Each algorithm declares its own subclass with
+    ``name: Literal["<its name>"]`` (see `agentgym.algorithms`); the ``algorithm`` section is validated
+    against the class of the algorithm it names, so a key of another algorithm is an error."""
+
+    name: str = "grpo"
 
 
 class TrainerConfig(Section):
@@ -90,7 +105,9 @@ class TrainerConfig(Section):
     dynamic_sampling: bool = False
     epochs_per_batch: int = Field(default=1, ge=1)
     micro_batch_tokens: int = Field(default=4096, ge=1)
-    grad_clip: float = 1.0
+    grad_clip: float = Field(default=1.0, gt=0, description="Max global gradient norm (RL and SFT).")
+    tis_cap: float = Field(default=2.0, gt=0, description="Truncated importance sampling: the sampler->trainer "
+                           "weight min(pi_trainer/pi_sampler, cap) on every trained token.")
     checkpoint_every: int = Field(default=0, ge=0, description="0 = only at the end.")
     keep_checkpoints: int = Field(default=2, ge=1)
 
@@ -115,7 +132,7 @@ class EvalConfig(Section):
 class LoggingConfig(Section):
     tensorboard: bool = True
     wandb: bool = False
-    progress: bool = True
+    progress: bool = Field(default=True, description="A progress bar over each step's rollout (and eval) tasks.")
 
 
 class Config(Section):
@@ -123,12 +140,48 @@ class Config(Section):
     seed: int = 0
     env: EnvConfig = Field(default_factory=EnvConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
-    rollout: RolloutSection = Field(default_factory=RolloutSection)
-    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    algorithm: SerializeAsAny[AlgorithmConfig] = Field(default_factory=lambda: _validate_algorithm({}))
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     sft: SFTConfig | None = None
     eval: EvalConfig = Field(default_factory=EvalConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @field_validator("algorithm", mode="wrap")
+    @classmethod
+    def _algorithm_by_name(cls, value: Any, handler: Any) -> AlgorithmConfig:
+        if isinstance(value, AlgorithmConfig) and type(value) is not AlgorithmConfig:
+            return value
+        if isinstance(value, AlgorithmConfig):
+            value = value.model_dump()
+        return _validate_algorithm(value)
+
+
+def _validate_algorithm(value: Any) -> AlgorithmConfig:
+    """Validate an ``algorithm`` section against the config class of the algorithm it names (a discriminated
+    union over the registered algorithms, resolved lazily so a broken plugin only matters when named)."""
+    from agentgym.algorithms import AlgorithmError, algorithm_spec, key_owner
+
+    if not isinstance(value, dict):
+        raise PydanticCustomError("algorithm_section", "must be a mapping with a 'name', got {got}",
+                                  {"got": type(value).__name__})
+    name = value.get("name", AlgorithmConfig.model_fields["name"].default)
+    try:
+        model = algorithm_spec(str(name)).config
+    except AlgorithmError as e:
+        raise PydanticCustomError("algorithm_name", "{msg}", {"msg": str(e)}) from None
+    for key in value:
+        if key not in model.model_fields:
+            owner = key_owner(str(key), exclude=str(name))
+            if owner:
+                raise PydanticCustomError("algorithm_key", "`{key}` belongs to algorithm '{owner}', not '{name}'",
+                                          {"key": key, "owner": owner, "name": name})
+            near = difflib.get_close_matches(str(key), list(model.model_fields), n=1)
+            hint = f"did you mean `{near[0]}`? " if near else ""
+            raise PydanticCustomError("algorithm_key", "unknown key `{key}` for algorithm '{name}'; {hint}(valid: "
+                                      "{valid})", {"key": key, "name": name, "hint": hint,
+                                                   "valid": ", ".join(model.model_fields)})
+    return model.model_validate(value)
 
 
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -157,6 +210,12 @@ def explain(err: ValidationError, root: type[BaseModel] = Config) -> str:
             near = difflib.get_close_matches(str(loc[-1]), valid, n=1)
             hint = f"; did you mean {'.'.join(str(x) for x in loc[:-1] + (near[0],))!r}?" if near else ""
             lines.append(f"unknown config key {key!r}{hint} (valid here: {', '.join(valid)})")
+        elif e["type"] == "algorithm_name":
+            lines.append(f"{key}.name: {e['msg']}")
+        elif e["type"] == "algorithm_key":
+            lines.append(f"{key}.{e['ctx']['key']}: {e['msg']}")
+        elif e["type"].startswith("algorithm_"):  # our own messages name the key and the algorithm
+            lines.append(f"{key}: {e['msg']}")
         else:
             lines.append(f"{key}: {e['msg']} (got {e.get('input')!r})")
     return "invalid configuration:\n  " + "\n  ".join(lines)

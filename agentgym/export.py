@@ -1,7 +1,11 @@
-"""Export trajectory trees to Parquet or a Hugging Face `datasets.Dataset`: one row per trajectory (leaf).
+"""Export trajectory trees to Parquet or a Hugging Face `datasets.Dataset`: one row per training segment of
+every trajectory (leaf), so each row is one training sequence.
 
-Rows carry the exact token ids and loss mask of the path (so SFT or offline RL can train without
-re-tokenising), the readable turns, rewards, and where the path branched.
+A path is cut into segments by `agentgym.trajectory.path_segments` (the segmentation training uses): one
+segment per path, or one per round for envs that rebuild their context. Rows carry the segment's exact
+token ids, loss mask and sampling log-probs (so SFT or offline RL can train without re-tokenising), its
+index (``segment`` of ``num_segments``), and the trajectory's readable turns, rewards and branch points,
+repeated on each of its segments. `segments_from_rows` rebuilds each path's segments from the rows.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from agentgym.trajectory import TrajectoryTree, trajectory_tokens
+from agentgym.trajectory import TrajectoryTree, path_segments
 
 
 def trajectory_rows(trees: Iterable[TrajectoryTree]) -> list[dict[str, Any]]:
@@ -19,9 +23,8 @@ def trajectory_rows(trees: Iterable[TrajectoryTree]) -> list[dict[str, Any]]:
     for tree in trees:
         for leaf in tree.leaves():
             path = tree.path(leaf)
-            segments = trajectory_tokens(tree, leaf)
-            ids, mask = segments[-1][0], segments[-1][1]
-            rows.append({
+            segments = path_segments(tree, leaf)
+            trajectory = {
                 "tree_id": tree.id,
                 "leaf_id": leaf,
                 "env_id": tree.env_id,
@@ -30,17 +33,29 @@ def trajectory_rows(trees: Iterable[TrajectoryTree]) -> list[dict[str, Any]]:
                 "task": json.dumps(tree.task, default=str),
                 "reward": tree.leaf_reward(leaf),
                 "turn_rewards": [n.reward for n in path],
+                "credit_rewards": [n.credit_reward for n in path],
+                "advantages": [n.advantage for n in path],
                 "num_turns": len(path),
                 "num_tool_calls": sum(len(n.tool_calls) for n in path),
                 "branch_nodes": [n.id for n in path if n.branch_entropy is not None],
                 "actions": [n.action_text for n in path],
                 "observations": [n.observation.text if n.observation else "" for n in path],
-                "input_ids": ids,
-                "loss_mask": mask,
                 "num_segments": len(segments),
                 "policy_version": path[-1].policy_version,
-            })
+            }
+            for i, seg in enumerate(segments):
+                rows.append({**trajectory, "segment": i, "input_ids": seg.input_ids, "loss_mask": seg.loss_mask,
+                             "sampling_logprobs": seg.logprobs})
     return rows
+
+
+def segments_from_rows(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """(tree id, leaf id) -> that trajectory's segments in order, from exported rows."""
+    out: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for row in sorted(rows, key=lambda r: (r["tree_id"], r["leaf_id"], r["segment"])):
+        out.setdefault((row["tree_id"], row["leaf_id"]), []).append(
+            {k: row[k] for k in ("input_ids", "loss_mask", "sampling_logprobs")})
+    return out
 
 
 def to_parquet(trees: Iterable[TrajectoryTree], path: str | Path) -> Path:

@@ -3,9 +3,10 @@
 Every live path (an episode, or a branch of one) is a coroutine: it asks the `_Batcher` for a generation,
 records the turn in its group's `TrajectoryTree`, and steps its env in a worker thread. The batcher sends
 one batched `generate` call when every live path is waiting for the model (or after a short wait), so the
-model is busy while envs step and envs step while the model is busy. A branching strategy (ARPO) may ask
-for extra samples of a turn: the engine forks the env (``env.fork()``, else replays the action prefix in a
-fresh env) and runs the branch as a sibling path that shares the stored prefix.
+model is busy while envs step and envs step while the model is busy. A rollout strategy may ask for extra
+samples of a turn (`RolloutStrategy`: it sees each sampled turn, returns a `Branching`): the engine forks
+the env (``env.fork()``, else replays the action prefix in a fresh env) and runs the branch as a sibling
+path that shares the stored prefix.
 
 Guarantees: the context fed to the policy equals ``tree.context_ids(node)`` and the stored action equals
 the sampled ids (asserted per turn); token budgets per turn and per episode are enforced; every env call
@@ -22,13 +23,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
+from agentgym.config import RolloutConfig
 from agentgym.contract import Capabilities, EnvContractError, ResetInfo, StepInfo, validate_info
 from agentgym.env import EnvLimits, TextEnv, observation_from
 from agentgym.env_calls import EnvCaller, EnvCallFailed, PathFailure
 from agentgym.policies.base import Generation, GenerationRequest, Policy, SamplingParams
 from agentgym.rendering import ChatRenderer
+from agentgym.tool_env import ToolEnv
 from agentgym.trajectory import Observation, ToolCallRecord, TrajectoryTree, Turn
 
 
@@ -49,23 +52,8 @@ class Task:
 
 
 @dataclass
-class RolloutConfig:
-    group_size: int = 1  # episodes started from scratch per task (ARPO's N)
-    max_trajectories: int | None = None  # leaves per task incl. branches (ARPO's M); default group_size
-    temperature: float = 1.0
-    top_p: float = 1.0
-    step_timeout_s: float = 60.0  # backstop for an env step; tools have their own, shorter timeouts
-    env_timeout_s: float = 120.0  # the env factory, reset, fork, close, and each call of a prefix replay
-    max_batch_size: int = 64
-    batch_wait_s: float = 0.005  # how long to wait for more paths to join a generation batch
-    supplement: bool = False  # start fresh episodes if all paths end before max_trajectories (ARPO)
-    max_workers: int = 64  # threads for env steps when the engine owns the event loop (`run`)
-    deterministic: bool = False  # batch only when all live paths wait, in a fixed order: seeded runs repeat
-
-
-@dataclass
 class PathState:
-    """A live path: what a branching strategy may inspect."""
+    """A live path (an episode, or a branch of one)."""
 
     group: _Group
     env: Any
@@ -76,18 +64,48 @@ class PathState:
     rebuild: bool
     tokens_used: int = 0
     serial: int = 0  # order in which the group's paths were started (a stable batching key)
-    after_tool: bool = False  # the previous step returned a tool result
-    state: dict[str, Any] = field(default_factory=dict)  # strategy-owned (e.g. ARPO's initial entropy)
+    previous: ObservationKind = "reset"  # what the model saw right before its next turn
+    tool_env: bool = False  # the env is a tool env (its steps may return tool results)
+    last_node: int | None = None  # the path's latest turn (its leaf once the path ends)
+    memory: dict[str, Any] = field(default_factory=dict)  # the strategy's own, per path; never read here
 
 
-class BranchStrategy(Protocol):
-    def branches(self, path: PathState, node: Turn, gen: Generation) -> int:
-        """How many extra samples of this turn to start (0 for none), given its generation."""
+ObservationKind = Literal["reset", "tool", "observation"]
+
+
+@dataclass
+class TurnView:
+    """What a rollout strategy is shown after each sampled turn."""
+
+    node: Turn  # the turn just sampled (its env step has not run yet)
+    generation: Generation  # what the policy returned for it (log-probs, entropies, finish reason)
+    previous: ObservationKind  # what the model saw right before it: the task ("reset"), a tool result
+    # ("tool": the previous step ran tool calls) or another env observation ("observation")
+    tool_env: bool  # whether the env is a tool env, for strategies whose default depends on it
+    memory: dict[str, Any]  # the strategy's per-path memory; a branch starts with a copy of its source's
+
+
+@dataclass
+class Branching:
+    """A strategy's decision: how many extra samples of this turn to start, and the signal that triggered
+    them (stored on each branch node as `Turn.branch_entropy`, for the viewer and the trainer; a strategy
+    without a meaningful value leaves 0)."""
+
+    count: int = 0
+    signal: float = 0.0
+
+
+class RolloutStrategy(Protocol):
+    def branches(self, turn: TurnView) -> Branching:
+        """Decide whether to branch at a freshly sampled turn."""
+
+
+BranchStrategy = RolloutStrategy  # the older name
 
 
 class NoBranching:
-    def branches(self, path: PathState, node: Turn, gen: Generation) -> int:
-        return 0
+    def branches(self, turn: TurnView) -> Branching:
+        return Branching()
 
 
 @dataclass
@@ -164,7 +182,7 @@ class RolloutEngine:
     """Runs tasks against envs made by `env_factory` with `policy`, returning one tree per task."""
 
     def __init__(self, policy: Policy, env_factory: Callable[[], Any], env_id: str = "",
-                 config: RolloutConfig | None = None, strategy: BranchStrategy | None = None,
+                 config: RolloutConfig | None = None, strategy: RolloutStrategy | None = None,
                  limits: EnvLimits | None = None, progress: bool = False, on_tree: Callable[[TrajectoryTree], None] | None = None):
         self.policy = policy
         self.env_factory = env_factory
@@ -236,7 +254,7 @@ class RolloutEngine:
             await group.done.wait()
             if group.live == 0 and self.config.supplement and group.started < self._max_trajectories():
                 group.done.clear()
-                self._start_root(group)  # ARPO: top up with a fresh episode if paths ended early
+                self._start_root(group)  # top up with a fresh episode if every path ended early
                 continue
             if group.live == 0:
                 break
@@ -291,7 +309,7 @@ class RolloutEngine:
             system = env.system_prompt() if hasattr(env, "system_prompt") else None
             prompt = self.renderer.initial_prompt_ids(system, first.text)
             path = PathState(group=group, env=env, actions=[], context=[], pending_prefix=prompt,
-                             parent=None, rebuild=True, serial=serial)
+                             parent=None, rebuild=True, serial=serial, tool_env=isinstance(env, ToolEnv))
             await self._run_path(path)
 
         self._launch(group, root)
@@ -325,7 +343,7 @@ class RolloutEngine:
                                      logprobs=list(gen.logprobs), entropies=list(gen.entropies),
                                      action_text=self._action_text(gen), finish_reason=gen.finish_reason,
                                      policy_version=self.policy.version, gen_time_s=time.perf_counter() - t0))
-                path.state["last_node"] = node.id
+                path.last_node = node.id
                 if branch_signal is not None:
                     node.branch_entropy, node.branched_from = branch_signal
                     branch_signal = None
@@ -338,7 +356,7 @@ class RolloutEngine:
                     node.truncated, node.truncated_reason = True, "max_tokens_per_episode"
                     break
         finally:
-            leaf = path.state.get("last_node")
+            leaf = path.last_node
             if leaf is not None:  # the episode return: every step reward along the path
                 tree.final_rewards[leaf] = sum(n.reward for n in tree.path(leaf))
             await self.calls.close(path.env)
@@ -387,7 +405,7 @@ class RolloutEngine:
         node.info = _jsonable({k: v for k, v in info.items() if k not in ("tool_calls", "observation", "messages")})
         if terminated or truncated:
             return False
-        path.after_tool = bool(node.tool_calls)
+        path.previous = "tool" if node.tool_calls else "observation"
         path.parent = node.id
         if info.get("rebuild_context"):
             path.pending_prefix, path.rebuild = self.renderer.prompt_ids(info["messages"]), True
@@ -402,15 +420,16 @@ class RolloutEngine:
     # ---- branching --------------------------------------------------------------------------------
     async def _spawn_branches(self, path: PathState, node: Turn, gen: Generation) -> None:
         group = path.group
-        want = self.strategy.branches(path, node, gen)
-        count = max(0, min(want, self._max_trajectories() - group.started))
+        decision = self.strategy.branches(TurnView(node=node, generation=gen, previous=path.previous,
+                                                   tool_env=path.tool_env, memory=path.memory))
+        count = max(0, min(decision.count, self._max_trajectories() - group.started))
         group.started += count  # reserve before awaiting forks: other paths check the cap meanwhile
         for _ in range(count):
-            signal = (float(path.state.get("delta_entropy", 0.0)), node.id)
+            signal = (float(decision.signal), node.id)
             snapshot = PathState(group=group, env=None, actions=list(path.actions), context=list(path.context),
                                  pending_prefix=list(path.pending_prefix), parent=path.parent, rebuild=path.rebuild,
-                                 tokens_used=path.tokens_used - len(gen.token_ids), after_tool=path.after_tool,
-                                 state=dict(path.state), serial=group.serial)
+                                 tokens_used=path.tokens_used - len(gen.token_ids), previous=path.previous,
+                                 tool_env=path.tool_env, memory=dict(path.memory), serial=group.serial)
             group.serial += 1
             # Fork now, before this path steps its env: the branch must start from the state the
             # sampled turn saw. Envs that cannot fork are rebuilt by replay inside the branch.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -80,12 +81,17 @@ class Turn(_Model):
     observation: Observation | None = Field(default=None, description="Env answer to this action (None if none).")
     tool_calls: list[ToolCallRecord] = Field(default_factory=list)
     reward: float = Field(default=0.0, description="Reward the env gave for this step (turn reward).")
+    credit_reward: float | None = Field(
+        default=None, description="Turn-level reward placed here by the training algorithm's credit piece (e.g. "
+        "the outcome on the last turn, an information gain, a discounted round reward); None where it placed "
+        "none. Kept apart from the env's own step `reward`.")
     advantage: float | None = Field(default=None, description="Turn advantage set by the trainer, for inspection.")
     terminated: bool = False
     truncated: bool = False
     truncated_reason: str | None = None
     branch_entropy: float | None = Field(
-        default=None, description="If this node was spawned as a branch: the entropy signal that triggered it."
+        default=None, description="If this node was spawned as a branch: the signal that triggered it (the "
+        "rollout strategy's, e.g. ARPO's entropy rise)."
     )
     branched_from: int | None = Field(default=None, description="Sibling whose entropy spike spawned this branch.")
     policy_version: int = Field(default=0, description="Weights version that sampled this turn.")
@@ -178,26 +184,50 @@ class TrajectoryTree(_Model):
         }
 
 
-def trajectory_tokens(tree: TrajectoryTree, leaf_id: int) -> list[tuple[list[int], list[int], list[float]]]:
-    """Training segments for the path to `leaf_id`: (token ids, loss mask, sampling log-probs).
+@dataclass
+class Segment:
+    """One training sequence of a path: the exact token ids, which of them the policy sampled (loss mask 1),
+    their sampling log-probs (0 elsewhere), and the span of every turn in it."""
 
-    One segment per context: a path with no `rebuild_context` node is a single segment; each
-    rebuild starts a new one (one sample per round, as in IterResearch/EAPO).
-    """
-    segments: list[tuple[list[int], list[int], list[float]]] = []
-    ids: list[int] = []
-    mask: list[int] = []
-    lps: list[float] = []
+    input_ids: list[int] = field(default_factory=list)
+    loss_mask: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    turns: list[tuple[int, int, int]] = field(default_factory=list)  # (node id, action start, action end)
+
+
+def path_segments(tree: TrajectoryTree, leaf_id: int) -> list[Segment]:
+    """The segmentation of the path to `leaf_id` into training sequences, used by every consumer (training
+    samples, SFT, export, the viewer). A path with no `rebuild_context` node is one segment; each rebuild
+    starts a new one (one sample per round, as in IterResearch/EAPO). The last segment is exactly the
+    context the policy saw before the leaf's action, plus that action."""
+    segments: list[Segment] = []
+    seg = Segment()
     for turn in tree.path(leaf_id):
-        if turn.rebuild_context and ids:
-            segments.append((ids, mask, lps))
-            ids, mask, lps = [], [], []
-        ids += turn.prefix_ids
-        mask += [0] * len(turn.prefix_ids)
-        lps += [0.0] * len(turn.prefix_ids)
-        ids += turn.action_ids
-        mask += [1] * len(turn.action_ids)
-        lps += list(turn.logprobs)
-    if ids:
-        segments.append((ids, mask, lps))
+        if turn.rebuild_context and seg.input_ids:
+            segments.append(seg)
+            seg = Segment()
+        if len(turn.logprobs) != len(turn.action_ids):
+            raise ValueError(f"tree {tree.id} node {turn.id}: {len(turn.logprobs)} log-probs for "
+                             f"{len(turn.action_ids)} action tokens")
+        seg.input_ids += turn.prefix_ids
+        seg.loss_mask += [0] * len(turn.prefix_ids)
+        seg.logprobs += [0.0] * len(turn.prefix_ids)
+        start = len(seg.input_ids)
+        seg.input_ids += turn.action_ids
+        seg.loss_mask += [1] * len(turn.action_ids)
+        seg.logprobs += list(turn.logprobs)
+        seg.turns.append((turn.id, start, len(seg.input_ids)))
+    if seg.input_ids:
+        segments.append(seg)
     return segments
+
+
+def trajectory_tokens(tree: TrajectoryTree, leaf_id: int) -> list[tuple[list[int], list[int], list[float]]]:
+    """`path_segments` as (token ids, loss mask, sampling log-probs) tuples."""
+    return [(s.input_ids, s.loss_mask, s.logprobs) for s in path_segments(tree, leaf_id)]
+
+
+def ended_on_infra_error(tree: TrajectoryTree, leaf_id: int) -> bool:
+    """The path ended because the infrastructure (sandbox, env server, env process) failed, not because of
+    anything the model did: such a leaf carries no signal about the policy."""
+    return any(call.error_type == "infra_error" for call in tree.nodes[leaf_id].tool_calls)

@@ -121,10 +121,14 @@ def main() -> None:
     # (b) the same batch through our update and TRL's
     from agentgym.store import TrajectoryStore
     from agentgym.trainers.core import PolicyTrainer
+    from agentgym.trainers.advantages import TrajectoryZScore
+    from agentgym.trainers.credit import outcome_credit
+    from agentgym.trainers.pieces import AdvantageStats
     from agentgym.trainers.samples import build_samples
 
     trees = TrajectoryStore(f"{root}/grpo/trajectories.jsonl").read_all()[:tasks]
-    samples = [s for s in build_samples(trees) if s.trained_tokens]
+    outcome_credit(trees, None)
+    samples = [s for s in build_samples(trees, TrajectoryZScore()(trees, AdvantageStats())) if s.trained_tokens]
     session.model.load_state_dict(warm_state)
     ours = PolicyTrainer(session.model, session.tokenizer.pad_token_id, load_config().trainer)
     start = time.perf_counter()

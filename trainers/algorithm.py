@@ -1,39 +1,59 @@
-"""What an RL algorithm is here: a composition of four pluggable pieces, not a mode flag.
+"""What an RL algorithm is here: a composition of the pieces in pieces.py, not a mode flag.
 
-- rollout strategy: how trajectories are sampled (flat groups, or entropy-triggered branching);
-- credit: how rewards are placed on trajectories and turns (outcome = the episode return, set by the engine);
-- advantage: how rewards become advantages (group z-score over a tree's trajectories);
-- sample builder: how trees become training samples (one per trajectory, with an attribution rule for
-  tokens that several trajectories share).
-
-Each algorithm file (grpo.py, arpo.py) builds one of these from the config, so they read side by side.
+An algorithm is registered by name (`agentgym.algorithms`, entry-point group ``agentgym.algorithms``) as an
+`AlgorithmPlugin`: its name, its config class (the ``algorithm`` section of a run's config is validated
+against it) and a `build` function that composes an `Algorithm` from the run's config. grpo.py and arpo.py
+are the built-in ones and read side by side; a pip-installed package adds its own the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-from agentgym.rollout import BranchStrategy, NoBranching, RolloutConfig
-from agentgym.trainers.samples import Sample
-from agentgym.trajectory import TrajectoryTree
-
-Credit = Callable[[list[TrajectoryTree]], None]
-SampleBuilder = Callable[[list[TrajectoryTree]], list[Sample]]
+from agentgym.config import AlgorithmConfig, Config, ConfigError, RolloutConfig
+from agentgym.trainers.pieces import AdvantageEstimator, Credit, LossTerm, RolloutStrategy, SampleBuilder
 
 
-def outcome_credit(trees: list[TrajectoryTree]) -> None:
-    """Outcome reward: the engine already stored each leaf's episode return in `final_rewards`."""
+@dataclass
+class BuildContext:
+    """What an algorithm may need to compose itself, besides the config."""
+
+    tokenizer: Any = None
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokenizer)
 
 
 @dataclass
 class Algorithm:
     name: str
-    rollout: RolloutConfig
-    make_strategy: Callable[[int], BranchStrategy]  # step -> a fresh strategy (its own seeded RNG)
+    rollout: RolloutConfig  # the engine's config for this algorithm's rollouts
+    make_strategy: Callable[[int], RolloutStrategy]  # step -> a fresh strategy (its own seeded RNG)
     credit: Credit
+    advantage: AdvantageEstimator
     build_samples: SampleBuilder
+    loss_terms: list[LossTerm] = field(default_factory=list)  # the terms the trainer sums
 
 
-def flat_strategy(step: int) -> BranchStrategy:
-    return NoBranching()
+@dataclass(frozen=True)
+class AlgorithmPlugin:
+    """What the ``agentgym.algorithms`` entry point of an algorithm names."""
+
+    name: str
+    config: type[AlgorithmConfig]
+    build: Callable[[Config, BuildContext], Algorithm]
+
+
+def flat_rollout(cfg: Config, algorithm: str) -> RolloutConfig:
+    """The rollout config of an algorithm that does not branch: settings that only branching uses are
+    refused rather than silently ignored."""
+    r = cfg.rollout
+    if r.max_trajectories not in (None, r.group_size):
+        raise ConfigError(f"rollout.max_trajectories={r.max_trajectories} does nothing under algorithm "
+                          f"{algorithm!r} (it does not branch); remove it or set it to rollout.group_size")
+    if r.supplement:
+        raise ConfigError(f"rollout.supplement does nothing under algorithm {algorithm!r} (it does not branch)")
+    return r.model_copy(update={"max_trajectories": r.group_size})

@@ -106,7 +106,7 @@ def sft(config: Annotated[Path, typer.Argument(help="YAML config with an sft sec
             trees = expert_trees(cfg.sft.expert, session.env_factory(split="train"), cfg.env.id, session.tokenizer,
                                  [1_000_000 + i for i in range(cfg.sft.expert_tasks)])
             samples = samples_from_trees(trees, cfg.sft.min_reward)
-        losses = sft_train(session.model, session.tokenizer.pad_token_id, samples, cfg.sft, seed=cfg.seed,
+        losses = sft_train(session.model, session.tokenizer.pad_token_id, samples, cfg.sft, cfg.trainer, seed=cfg.seed,
                            log=lambda e, i, loss: console.print(f"epoch {e} batch {i} loss {loss:.4f}"))
         manager = CheckpointManager(cfg.run_dir)
         path = manager.save(0, session.model, session.tokenizer, {}, {

@@ -1,24 +1,36 @@
-"""The shared optimisation core: one policy update from a list of samples.
+"""The shared optimisation core: one policy update from a list of samples and a list of loss terms (RL and
+SFT use the same loop, optimiser, schedule and gradient clipping).
 
 Micro-batches are packed by a token budget and their gradients accumulated; losses are normalised by the
 totals of the whole batch, so the accumulated gradient equals the full-batch gradient exactly (unlike
-per-micro-batch means). With a single pass over a batch (``epochs_per_batch=1``) the old policy is the
-current one, so old log-probs are the detached current ones and no extra forward pass is spent (as TRL
-and verl do); with more passes they are computed once before the first.
+per-micro-batch means).
+
+Sampler and trainer are separate roles. The trainer's log-probs before the update (the proximal policy)
+are its detached forward with one pass over a batch (``epochs_per_batch=1``, free) or computed once before
+the first of several passes. The sampler's stored log-probs (`Sample.sampling_logprobs`) are the behaviour
+policy: every trained token is weighted by the truncated importance weight
+``min(pi_trainer_old / pi_sampler, trainer.tis_cap)`` (TIS, as in "Your efficient RL framework secretly
+brings you off-policy RL training", Yao et al. 2025, and verl's ``tis_imp_ratio_cap``), and the clipped
+ratio is taken to the proximal policy. When the sampler is the trainer's own module the weight is 1 up to
+float round-off and the update is the plain on-policy one. Each step logs the sampler-trainer mismatch over
+trained tokens: mean |log pi_trainer - log pi_sampler| and a k3 estimate of KL(sampler || trainer).
+Both sides score at the sampling temperature (``rollout.temperature``); greedy sampling (T = 0) stores
+T = 1 log-probs and the trainer scores at T = 1 too.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from agentgym.config import TrainerConfig
 from agentgym.trainers.logprobs import pad_batch, token_logprobs
-from agentgym.trainers.losses import aggregate, clipped_surrogate, k3_kl
+from agentgym.trainers.loss_terms import rl_terms
+from agentgym.trainers.pieces import LossBatch, LossTerm
 from agentgym.trainers.samples import Sample
 
 
@@ -55,13 +67,13 @@ def pack_by_tokens(samples: list[Sample], budget: int) -> list[list[Sample]]:
 @dataclass
 class UpdateStats:
     loss: float = 0.0
-    clip_frac: float = 0.0
-    kl: float = 0.0
     entropy: float = 0.0
     grad_norm: float = 0.0
     lr: float = 0.0
     trained_tokens: int = 0
     samples: int = 0
+    terms: dict[str, float] = field(default_factory=dict)  # each term's loss and its metrics per trained token
+    mismatch: dict[str, float] = field(default_factory=dict)  # sampler-trainer mismatch, per trained token
 
     def metrics(self) -> dict[str, float]:
         """The step's log entries. A step that made no update (every group tied) logs no loss, lr or
@@ -69,24 +81,27 @@ class UpdateStats:
         counts = {"trained_tokens": self.trained_tokens, "samples": self.samples}
         if not self.trained_tokens:
             return counts
-        return {"loss": self.loss, "clip_frac": self.clip_frac, "kl": self.kl, "policy_entropy": self.entropy,
-                "grad_norm": self.grad_norm, "lr": self.lr, **counts}
+        return {"loss": self.loss, "policy_entropy": self.entropy, "grad_norm": self.grad_norm, "lr": self.lr,
+                **self.terms, **self.mismatch, **counts}
 
 
 class PolicyTrainer:
-    """Owns the optimiser and scheduler of a (possibly LoRA-wrapped) causal LM."""
+    """Owns the optimiser and scheduler of a (possibly LoRA-wrapped) causal LM; `update` runs the loss
+    terms (default: the clipped surrogate, plus KL when `kl_coef` > 0) over a batch of samples."""
 
     def __init__(self, model: torch.nn.Module, pad_id: int, cfg: TrainerConfig, temperature: float = 1.0,
-                 ref_model: torch.nn.Module | None = None, total_steps: int | None = None):
+                 ref_model: torch.nn.Module | None = None, total_steps: int | None = None,
+                 terms: list[LossTerm] | None = None):
         self.model, self.pad_id, self.cfg, self.temperature = model, pad_id, cfg, temperature
         self.ref_model = ref_model
         if cfg.kl_coef > 0 and ref_model is None:
             raise ValueError("trainer.kl_coef > 0 needs a reference model")
+        self.terms: list[LossTerm] = terms if terms is not None else rl_terms(cfg)
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = make_scheduler(self.optimizer, cfg, total_steps or max(cfg.steps, 1))
 
-    def update(self, samples: list[Sample]) -> UpdateStats:
+    def update(self, samples: list[Sample], step: int = 0) -> UpdateStats:
         stats = UpdateStats(samples=len(samples))
         trained = [s for s in samples if s.trained_tokens]
         if not trained:  # no signal this step (every group tied): no optimiser step, but the schedule
@@ -100,49 +115,85 @@ class PolicyTrainer:
                  for mb in pack_by_tokens(trained, self.cfg.micro_batch_tokens)]
         old = [self._logprobs(mb, grad=False)[0] for mb in micro] if self.cfg.epochs_per_batch > 1 else None
         ref = [self._logprobs(mb, grad=False, model=self.ref_model)[0] for mb in micro] if self.ref_model else None
+        entropy_grad = any(getattr(t, "needs_entropy_grad", False) for t in self.terms)
         self.model.train()
-        for _ in range(self.cfg.epochs_per_batch):
-            sums = {"loss": 0.0, "clipped": 0.0, "kl": 0.0, "entropy": 0.0}
+        for epoch in range(self.cfg.epochs_per_batch):
+            sums: dict[str, float] = {}
             for i, mb in enumerate(micro):
-                logp, entropy = self._logprobs(mb, grad=True)
+                logp, entropy = self._logprobs(mb, grad=True, entropy_grad=entropy_grad)
                 mask = mb["loss_mask"]
                 old_logp = old[i] if old is not None else logp.detach()
-                per_token, clipped = clipped_surrogate(logp, old_logp, mb["advantages"], self.cfg.clip_low,
-                                                       self.cfg.clip_high, self.cfg.dual_clip)
-                if ref is not None:
-                    kl = k3_kl(logp, ref[i])
-                    per_token = per_token + self.cfg.kl_coef * kl
-                    sums["kl"] += float((kl * mask).sum())
-                loss = aggregate(per_token, mask, self.cfg.loss_agg, global_tokens=total_tokens,
-                                 global_seqs=float(len(trained)))
+                is_weight, mismatch = self._importance_weights(old_logp, mb["sampling_logprobs"], mask)
+                batch = LossBatch(logp=logp, old_logp=old_logp, sampling_logp=mb["sampling_logprobs"],
+                                  is_weight=is_weight, advantages=mb["advantages"], mask=mask, entropy=entropy,
+                                  ref_logp=ref[i] if ref is not None else None, turn_ids=mb["turn_ids"],
+                                  total_tokens=total_tokens, total_sequences=float(len(trained)), step=step)
+                loss = torch.zeros((), device=logp.device)
+                for term in self.terms:
+                    value, term_metrics = term(batch)
+                    loss = loss + value
+                    _add(sums, f"loss_{term.name}", float(value.detach()) * total_tokens)
+                    for key, v in term_metrics.items():
+                        _add(sums, key, v)
                 loss.backward()
-                sums["loss"] += loss.item()
-                sums["clipped"] += float((clipped.float() * mask).sum())
-                sums["entropy"] += float((entropy * mask).sum())
+                _add(sums, "loss", loss.item() * total_tokens)
+                _add(sums, "entropy", float((entropy.detach() * mask).sum()) if entropy is not None else 0.0)
+                if epoch == 0:
+                    for key, v in mismatch.items():
+                        _add(sums, key, v)
             grad_norm = torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
                                                        self.cfg.grad_clip)
             stats.lr = self.scheduler.get_last_lr()[0]
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
+            if epoch == 0:
+                stats.mismatch = {k: sums.pop(k) / total_tokens for k in MISMATCH_KEYS}
         self.scheduler.step()
         self.model.eval()
-        stats.loss, stats.grad_norm = sums["loss"], float(grad_norm)
-        stats.clip_frac = sums["clipped"] / total_tokens
-        stats.kl = sums["kl"] / total_tokens
-        stats.entropy = sums["entropy"] / total_tokens
+        per_token = {k: v / total_tokens for k, v in sums.items()}
+        stats.loss, stats.entropy = per_token.pop("loss"), per_token.pop("entropy")
+        stats.grad_norm, stats.terms = float(grad_norm), per_token
         stats.trained_tokens = int(total_tokens)
+        for term in self.terms:
+            if hasattr(term, "end_step"):
+                term.end_step(stats)
         return stats
 
-    def _logprobs(self, mb: dict[str, torch.Tensor], grad: bool, model: torch.nn.Module | None = None):
+    def _importance_weights(self, old_logp: torch.Tensor, sampling_logp: torch.Tensor, mask: torch.Tensor
+                            ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Truncated importance weights of the trainer's pre-update policy to the sampler's, and the
+        mismatch metrics (sums over trained tokens)."""
+        diff = (old_logp - sampling_logp) * mask  # log pi_trainer - log pi_sampler on trained tokens
+        ratio = torch.exp(diff)
+        weight = torch.clamp(ratio, max=self.cfg.tis_cap).detach()
+        metrics = {"mismatch_abs_logp": float((diff.abs() * mask).sum()),
+                   "mismatch_kl": float(((ratio - 1 - diff) * mask).sum()),  # k3 of KL(sampler || trainer)
+                   "tis_weight": float((weight * mask).sum()),
+                   "tis_capped_frac": float(((ratio > self.cfg.tis_cap).float() * mask).sum())}
+        return weight, metrics
+
+    def _logprobs(self, mb: dict[str, torch.Tensor], grad: bool, model: torch.nn.Module | None = None,
+                  entropy_grad: bool = False):
         model = model or self.model
         with torch.set_grad_enabled(grad):
             logp, ent = token_logprobs(model, mb["input_ids"], mb["attention_mask"], mb["loss_mask"],
-                                       self.temperature, with_entropy=grad)
+                                       self.temperature, with_entropy=grad, entropy_grad=entropy_grad)
         return logp, ent
 
     def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        terms = {t.name: t.state_dict() for t in self.terms if hasattr(t, "state_dict")}
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "terms": terms}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        for term in self.terms:
+            if hasattr(term, "load_state_dict") and term.name in state.get("terms", {}):
+                term.load_state_dict(state["terms"][term.name])
+
+
+MISMATCH_KEYS = ("mismatch_abs_logp", "mismatch_kl", "tis_weight", "tis_capped_frac")
+
+
+def _add(sums: dict[str, float], key: str, value: float) -> None:
+    sums[key] = sums.get(key, 0.0) + value

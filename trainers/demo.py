@@ -78,7 +78,7 @@ def run_demo(cfg: Config) -> dict[str, dict[str, float]]:
                              [1_000_000 + i for i in range(sft_cfg.expert_tasks)])
         TrajectoryStore(run_dir / "sft_expert.jsonl").append_many(trees)
         samples = samples_from_trees(trees, sft_cfg.min_reward)
-        losses = sft_train(session.model, session.tokenizer.pad_token_id, samples, sft_cfg, seed=cfg.seed)
+        losses = sft_train(session.model, session.tokenizer.pad_token_id, samples, sft_cfg, cfg.trainer, seed=cfg.seed)
         console.print(f"    {len(samples)} samples, loss {losses[0]:.3f} -> {losses[-1]:.3f}")
         session.policy.bump_version()
         _, rows["after SFT"] = evaluate(session.policy, test_env, cfg, "after_sft", run_dir)

@@ -17,7 +17,7 @@ from agentgym.trajectory import TrajectoryTree
 def evaluate(policy: Any, env_factory: Any, cfg: Config, tag: str, run_dir: Path | None = None,
              progress: bool = True) -> tuple[list[TrajectoryTree], dict[str, float]]:
     e = cfg.eval
-    engine = RolloutEngine(policy, env_factory, env_id=cfg.env.id, progress=progress,
+    engine = RolloutEngine(policy, env_factory, env_id=cfg.env.id, progress=progress and cfg.logging.progress,
                            config=RolloutConfig(temperature=e.temperature, max_batch_size=cfg.rollout.max_batch_size,
                                                  batch_wait_s=cfg.rollout.batch_wait_s))
     trees = engine.run([e.seed_offset + i for i in range(e.tasks)])

@@ -1,25 +1,36 @@
-"""GRPO: flat groups of G episodes per task, outcome reward, group z-score, one sample per trajectory."""
+"""GRPO: flat groups of G episodes per task (G = ``rollout.group_size``), outcome reward, group z-score over
+the trajectories, one sample per trajectory (or per round for envs that rebuild their context), the
+clipped surrogate (+ KL when ``trainer.kl_coef`` > 0). Reference: reference/algorithms.md §1.
+"""
 
 from __future__ import annotations
 
-from functools import partial
+from typing import Literal
 
-from agentgym.config import Config
-from agentgym.rollout import RolloutConfig
-from agentgym.trainers.algorithm import Algorithm, flat_strategy, outcome_credit
+from agentgym.config import AlgorithmConfig, Config
+from agentgym.trainers.advantages import TrajectoryZScore
+from agentgym.trainers.algorithm import Algorithm, AlgorithmPlugin, BuildContext, flat_rollout
+from agentgym.trainers.credit import outcome_credit
+from agentgym.trainers.loss_terms import rl_terms
+from agentgym.trainers.pieces import NoBranching
 from agentgym.trainers.samples import build_samples
 
 
-def grpo(cfg: Config) -> Algorithm:
-    r = cfg.rollout
-    rollout = RolloutConfig(group_size=r.group_size, max_trajectories=r.group_size, temperature=r.temperature,
-                            top_p=r.top_p, step_timeout_s=r.step_timeout_s, max_batch_size=r.max_batch_size,
-                            deterministic=r.deterministic, batch_wait_s=r.batch_wait_s)
+class GRPOConfig(AlgorithmConfig):
+    name: Literal["grpo"] = "grpo"
+
+
+def build(cfg: Config, ctx: BuildContext) -> Algorithm:
+    t = cfg.trainer
     return Algorithm(
         name="grpo",
-        rollout=rollout,
-        make_strategy=flat_strategy,
+        rollout=flat_rollout(cfg, "grpo"),
+        make_strategy=lambda step: NoBranching(),
         credit=outcome_credit,
-        build_samples=partial(build_samples, attribution="soft", norm_by_std=cfg.trainer.norm_adv_by_std,
-                              dynamic_sampling=cfg.trainer.dynamic_sampling),
+        advantage=TrajectoryZScore("soft", norm_by_std=t.norm_adv_by_std, drop_tied_groups=t.dynamic_sampling),
+        build_samples=build_samples,
+        loss_terms=rl_terms(t),
     )
+
+
+GRPO = AlgorithmPlugin(name="grpo", config=GRPOConfig, build=build)

@@ -19,6 +19,7 @@ def pad_batch(samples: list[Sample], pad_id: int) -> dict[str, torch.Tensor]:
     mask = torch.zeros(len(samples), width)
     adv = torch.zeros(len(samples), width)
     lps = torch.zeros(len(samples), width)
+    turns = torch.full((len(samples), width), -1, dtype=torch.long)
     for row, s in enumerate(samples):
         n = len(s.input_ids)
         ids[row, :n] = torch.tensor(s.input_ids)
@@ -26,8 +27,10 @@ def pad_batch(samples: list[Sample], pad_id: int) -> dict[str, torch.Tensor]:
         mask[row, :n] = torch.tensor(s.loss_mask, dtype=torch.float)
         adv[row, :n] = torch.tensor(s.advantages)
         lps[row, :n] = torch.tensor(s.sampling_logprobs)
+        if s.turn_ids:
+            turns[row, :n] = torch.tensor(s.turn_ids)
     return {"input_ids": ids, "attention_mask": attention, "loss_mask": mask, "advantages": adv,
-            "sampling_logprobs": lps}
+            "sampling_logprobs": lps, "turn_ids": turns}
 
 
 def first_trained_position(mask: torch.Tensor) -> int:
@@ -38,10 +41,11 @@ def first_trained_position(mask: torch.Tensor) -> int:
 
 
 def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                   loss_mask: torch.Tensor, temperature: float = 1.0, with_entropy: bool = False
-                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                   loss_mask: torch.Tensor, temperature: float = 1.0, with_entropy: bool = False,
+                   entropy_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(log-probs, entropies) aligned with `input_ids`: entry t is log p(token t | tokens < t) under
-    logits / temperature. Positions before the first trained token are 0."""
+    logits / temperature. Positions before the first trained token are 0. Entropies are detached unless
+    `entropy_grad` (an entropy regulariser differentiates them)."""
     temperature = temperature if temperature > 0 else 1.0
     start = max(first_trained_position(loss_mask), 1)
     keep = input_ids.shape[1] - start + 1  # logits at positions start-1 .. L-1 predict tokens start .. L
@@ -57,7 +61,7 @@ def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_ma
     if with_entropy:
         ent = -(logp_all.exp() * logp_all).sum(-1)
         entropy = torch.zeros_like(full)
-        entropy[:, start:] = ent.detach()
+        entropy[:, start:] = ent if entropy_grad else ent.detach()
     return full, entropy
 
 

@@ -17,7 +17,9 @@ from safetensors.torch import load_file
 from agentgym.config import Config, dump_config
 from agentgym.rollout import RolloutEngine
 from agentgym.store import TrajectoryStore
-from agentgym.trainers.algorithm import Algorithm
+from agentgym.algorithms import algorithm_spec
+from agentgym.trainers.algorithm import Algorithm, BuildContext
+from agentgym.trainers.pieces import AdvantageStats, CreditContext
 from agentgym.trainers.checkpoint import CheckpointManager, model_fingerprint, set_rng_state
 from agentgym.trainers.core import PolicyTrainer
 from agentgym.stats import rollout_metrics
@@ -25,11 +27,9 @@ from agentgym.trainers.metrics import RunLogger
 from agentgym.trainers.session import Session, mark_step, open_session, task_seeds, write_run_json
 
 
-def build_algorithm(cfg: Config, vocab_size: int) -> Algorithm:
-    from agentgym.trainers.arpo import arpo
-    from agentgym.trainers.grpo import grpo
-
-    return arpo(cfg, vocab_size) if cfg.algorithm.name == "arpo" else grpo(cfg)
+def build_algorithm(cfg: Config, tokenizer: Any) -> Algorithm:
+    """Compose the algorithm the config names, through the algorithm registry (entry points)."""
+    return algorithm_spec(cfg.algorithm.name).build(cfg, BuildContext(tokenizer=tokenizer))
 
 
 def load_weights(model: torch.nn.Module, folder: Path) -> None:
@@ -49,7 +49,7 @@ def load_weights(model: torch.nn.Module, folder: Path) -> None:
 
 class RLRun:
     def __init__(self, cfg: Config, session: Session | None = None, resume: bool = False, quiet: bool = False):
-        self.cfg = cfg
+        self.cfg, self.quiet = cfg, quiet
         self.run_dir = Path(cfg.run_dir)
         self.ckpt = CheckpointManager(self.run_dir, keep=cfg.trainer.keep_checkpoints)
         latest = self.ckpt.latest() if resume else None
@@ -58,14 +58,16 @@ class RLRun:
         self.fingerprint = model_fingerprint(s.model, s.tokenizer)
         if latest is not None:
             self.ckpt.check_compatible(latest, self.fingerprint)  # before any training work
-        self.algorithm = build_algorithm(cfg, len(s.tokenizer))
+        self.algorithm = build_algorithm(cfg, s.tokenizer)
+        self.credit_state: dict[str, Any] = {}
         ref = None
         if cfg.trainer.kl_coef > 0:
             import copy
 
             ref = copy.deepcopy(s.model).eval().requires_grad_(False)
         self.trainer = PolicyTrainer(s.model, s.tokenizer.pad_token_id, cfg.trainer,
-                                     temperature=cfg.rollout.temperature, ref_model=ref, total_steps=cfg.trainer.steps)
+                                     temperature=cfg.rollout.temperature, ref_model=ref, total_steps=cfg.trainer.steps,
+                                     terms=self.algorithm.loss_terms)
         self.start_step = 0
         if latest is not None:
             self.start_step = self._restore(latest)
@@ -77,14 +79,17 @@ class RLRun:
 
     def _restore(self, path: Path) -> int:
         load_weights(self.session.model, path / "model")
-        self.trainer.load_state_dict(torch.load(path / "trainer.pt", weights_only=False))
+        state = torch.load(path / "trainer.pt", weights_only=False)
+        self.trainer.load_state_dict(state)
+        self.credit_state.update(state.get("credit", {}))
         set_rng_state(torch.load(path / "rng.pt", weights_only=False))
         meta = self.ckpt.load_meta(path)
         self.session.policy.version = meta.get("policy_version", meta["step"])
         return int(meta["step"])
 
     def save(self, step: int) -> Path:
-        return self.ckpt.save(step, self.session.model, self.session.tokenizer, self.trainer.state_dict(),
+        state = {**self.trainer.state_dict(), "credit": self.credit_state}  # credit memory (e.g. OTC's n) resumes too
+        return self.ckpt.save(step, self.session.model, self.session.tokenizer, state,
                               {"fingerprint": self.fingerprint, "policy_version": self.session.policy.version,
                                "algorithm": self.algorithm.name})
 
@@ -92,21 +97,25 @@ class RLRun:
         cfg, s = self.cfg, self.session
         torch.manual_seed(cfg.seed * 1_000_003 + step)
         engine = RolloutEngine(s.policy, s.env_factory(), env_id=cfg.env.id, config=self.algorithm.rollout,
-                               strategy=self.algorithm.make_strategy(step), progress=False)
+                               strategy=self.algorithm.make_strategy(step), progress=cfg.logging.progress and not self.quiet)
         t0 = time.perf_counter()
         trees = engine.run(task_seeds(cfg.seed, step, cfg.trainer.tasks_per_step))
         t_rollout = time.perf_counter() - t0
         for i, tree in enumerate(trees):  # deterministic ids: a step replayed after a resume is stored once
             tree.id = f"train-{step:06d}-{i:04d}"
-        self.algorithm.credit(trees)
-        samples = self.algorithm.build_samples(trees)
+        self.algorithm.credit(trees, CreditContext(config=cfg, step=step, tokenizer=s.tokenizer,
+                                                   scorer=getattr(s.policy, "score", None), state=self.credit_state))
+        adv_stats = AdvantageStats()
+        advantages = self.algorithm.advantage(trees, adv_stats)
+        samples = self.algorithm.build_samples(trees, advantages)
         t1 = time.perf_counter()
-        stats = self.trainer.update(samples)
+        stats = self.trainer.update(samples, step=step)
         t_update = time.perf_counter() - t1
         s.policy.bump_version()
         mark_step(trees, step)
         self.store.append_many(trees)
-        metrics = {**rollout_metrics(trees), **stats.metrics(),
+        metrics = {**rollout_metrics(trees), **stats.metrics(), "infra_error_leaves": adv_stats.infra_error_leaves,
+                   "dropped_groups": adv_stats.dropped_groups,
                    "tokens_per_s": engine.stats["generated_tokens"] / max(t_rollout, 1e-9),
                    "time_generation_s": engine.stats["generation_s"], "time_env_s": engine.stats["env_s"],
                    "time_rollout_s": t_rollout, "time_update_s": t_update}

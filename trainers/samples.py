@@ -1,15 +1,16 @@
 """Training samples built from trajectory trees: the exact stored token ids, a loss mask that excludes every
-token the environment or chat template inserted, and per-token advantages.
+token the environment or chat template inserted, per-token advantages and the sampler's log-probs.
 
-One sample per trajectory (leaf), or per context segment for envs that rebuild their prompt each round.
+The segmentation (one sample per trajectory, or per context for envs that rebuild their prompt each round)
+is `agentgym.trajectory.path_segments`, shared with SFT, export and the viewer.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from agentgym.trainers.advantages import has_signal, leaf_advantages, node_advantages
-from agentgym.trajectory import TrajectoryTree
+from agentgym.trainers.pieces import Advantages
+from agentgym.trajectory import TrajectoryTree, path_segments
 
 
 @dataclass
@@ -21,52 +22,34 @@ class Sample:
     tree_id: str
     leaf: int
     group: int  # index of the tree in the batch: the GRPO group
+    turn_ids: list[int] = field(default_factory=list)  # node id per token (-1 outside actions); [] = unknown
 
     @property
     def trained_tokens(self) -> int:
         return sum(self.loss_mask)
 
 
-def build_samples(trees: list[TrajectoryTree], attribution: str = "soft", norm_by_std: bool = True,
-                  dynamic_sampling: bool = False) -> list[Sample]:
-    """Samples for every trajectory of every tree. With `dynamic_sampling`, groups whose rewards are all
-    equal are dropped (their advantages are all zero)."""
+def build_samples(trees: list[TrajectoryTree], advantages: list[Advantages]) -> list[Sample]:
+    """One sample per segment of every (tree, leaf) that has advantages; leaves without them (an
+    infra-error leaf, a dropped group) give no sample at all."""
     samples: list[Sample] = []
-    for g, tree in enumerate(trees):
-        if dynamic_sampling and not has_signal(tree):
-            continue
-        leaf_adv = leaf_advantages(tree, norm_by_std)
-        shown = node_advantages(tree, leaf_adv, "hard")  # what the viewer shows per node
-        for node in tree.nodes:
-            node.advantage = shown.get(node.id)
-        for leaf in tree.leaves():
-            node_adv = node_advantages(tree, leaf_adv, attribution, leaf)
-            samples += _path_samples(tree, leaf, node_adv, g)
+    for g, (tree, per_leaf) in enumerate(zip(trees, advantages, strict=True)):
+        for leaf, node_adv in per_leaf.items():
+            samples += path_samples(tree, leaf, node_adv, g)
     return samples
 
 
-def _path_samples(tree: TrajectoryTree, leaf: int, node_adv: dict[int, float], group: int) -> list[Sample]:
-    out: list[Sample] = []
-    ids: list[int] = []
-    mask: list[int] = []
-    adv: list[float] = []
-    lps: list[float] = []
-    for node in tree.path(leaf):
-        if node.rebuild_context and ids:
-            out.append(Sample(ids, mask, adv, lps, tree.id, leaf, group))
-            ids, mask, adv, lps = [], [], [], []
-        if len(node.logprobs) != len(node.action_ids):
-            raise ValueError(f"tree {tree.id} node {node.id}: {len(node.logprobs)} log-probs for "
-                             f"{len(node.action_ids)} action tokens")
-        n_prefix, n_action = len(node.prefix_ids), len(node.action_ids)
-        ids += node.prefix_ids + node.action_ids
-        mask += [0] * n_prefix + [1] * n_action
-        adv += [0.0] * n_prefix + [node_adv[node.id]] * n_action
-        lps += [0.0] * n_prefix + list(node.logprobs)
-    if ids:
-        out.append(Sample(ids, mask, adv, lps, tree.id, leaf, group))
-    last = tree.nodes[leaf]
+def path_samples(tree: TrajectoryTree, leaf: int, node_adv: dict[int, float], group: int) -> list[Sample]:
+    out = []
+    segments = path_segments(tree, leaf)
+    for seg in segments:
+        adv = [0.0] * len(seg.input_ids)
+        turn_ids = [-1] * len(seg.input_ids)
+        for node_id, start, end in seg.turns:
+            adv[start:end] = [node_adv[node_id]] * (end - start)
+            turn_ids[start:end] = [node_id] * (end - start)
+        out.append(Sample(seg.input_ids, seg.loss_mask, adv, seg.logprobs, tree.id, leaf, group, turn_ids))
     # Token-exactness: the last sample is exactly what the policy saw plus what it sampled.
-    if out and out[-1].input_ids != tree.context_ids(leaf) + last.action_ids:
+    if out and out[-1].input_ids != tree.context_ids(leaf) + tree.nodes[leaf].action_ids:
         raise AssertionError(f"tree {tree.id} leaf {leaf}: training ids differ from the sampled context")
     return out

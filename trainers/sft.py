@@ -2,8 +2,14 @@
 from the exact stored ids — never on prompts, observations or tool outputs.
 
 Data: trajectory stores (scripted-expert runs, or a run's rollouts filtered by reward), the token export
-of `agentgym replay --export-sft` (JSONL rows with ``input_ids`` and ``loss_mask``), or, with no data given,
-fresh rollouts of a scripted expert on training tasks.
+of `agentgym replay --export-sft` (``sft_tokens.jsonl``: rows with ``segments`` of ``input_ids`` and
+``loss_mask``; rows with top-level ``input_ids``/``loss_mask`` are read too), or, with no data given, fresh
+rollouts of a scripted expert on training tasks. Every path is cut into segments by
+`agentgym.trajectory.path_segments`, the same segmentation RL samples and exports use.
+
+Training runs the RL update loop (`PolicyTrainer`) with the negative log-likelihood as its only loss term,
+so SFT shares the optimiser, micro-batching and the ``trainer`` section's gradient clipping, weight decay and
+micro-batch budget; ``sft.lr`` is its learning rate (constant).
 """
 
 from __future__ import annotations
@@ -15,15 +21,15 @@ from typing import Any
 
 import torch
 
-from agentgym.config import SFTConfig
+from agentgym.config import SFTConfig, TrainerConfig
 from agentgym.jsonl import read_rows
 from agentgym.policies import ScriptedPolicy
 from agentgym.rollout import RolloutConfig, RolloutEngine
 from agentgym.store import TrajectoryFileError, TrajectoryStore
-from agentgym.trainers.core import pack_by_tokens
-from agentgym.trainers.logprobs import pad_batch, token_logprobs
+from agentgym.trainers.core import PolicyTrainer
+from agentgym.trainers.loss_terms import NegativeLogLikelihood
 from agentgym.trainers.samples import Sample
-from agentgym.trajectory import TrajectoryTree, trajectory_tokens
+from agentgym.trajectory import TrajectoryTree, path_segments
 
 
 class DatasetError(ValueError):
@@ -36,18 +42,30 @@ def samples_from_trees(trees: list[TrajectoryTree], min_reward: float) -> list[S
         for leaf in tree.leaves():
             if tree.leaf_reward(leaf) < min_reward:
                 continue
-            for ids, mask, lps in trajectory_tokens(tree, leaf):
-                out.append(Sample(ids, mask, [float(m) for m in mask], lps, tree.id, leaf, 0))
+            for seg in path_segments(tree, leaf):
+                out.append(Sample(seg.input_ids, seg.loss_mask, [float(m) for m in seg.loss_mask], seg.logprobs,
+                                  tree.id, leaf, 0))
     return out
 
 
 def samples_from_token_file(path: Path) -> list[Sample]:
     out = []
-    for lineno, row in read_rows(path, DatasetError, required=("input_ids", "loss_mask")):
-        ids, mask = row["input_ids"], row["loss_mask"]
-        if len(ids) != len(mask):
-            raise DatasetError(f"{path}:{lineno}: input_ids and loss_mask differ in length ({len(ids)} vs {len(mask)})")
-        out.append(Sample(ids, mask, [float(m) for m in mask], [0.0] * len(ids), str(lineno), 0, 0))
+    for lineno, row in read_rows(path, DatasetError):
+        segments = row.get("segments", [row] if "input_ids" in row or "loss_mask" in row else None)
+        if not isinstance(segments, list):
+            raise DatasetError(f"{path}:{lineno}: a row needs 'segments' (a list of {{input_ids, loss_mask}}) "
+                               f"or 'input_ids' and 'loss_mask'")
+        for i, seg in enumerate(segments):
+            where = f"{path}:{lineno}" + (f" segment {i}" if "segments" in row else "")
+            for key in ("input_ids", "loss_mask"):
+                if not isinstance(seg, dict) or key not in seg:
+                    raise DatasetError(f"{where}: missing field {key!r}")
+                if not isinstance(seg[key], list) or not all(isinstance(x, int) for x in seg[key]):
+                    raise DatasetError(f"{where}: {key!r} must be a list of integers")
+            ids, mask = seg["input_ids"], seg["loss_mask"]
+            if len(ids) != len(mask):
+                raise DatasetError(f"{where}: input_ids and loss_mask differ in length ({len(ids)} vs {len(mask)})")
+            out.append(Sample(ids, mask, [float(m) for m in mask], [0.0] * len(ids), str(lineno), i, 0))
     return out
 
 
@@ -73,32 +91,25 @@ def expert_trees(expert: str, env_factory: Any, env_id: str, tokenizer: Any, see
     return RolloutEngine(policy, env_factory, env_id=env_id, config=RolloutConfig()).run(seeds)
 
 
-def sft_train(model: torch.nn.Module, pad_id: int, samples: list[Sample], cfg: SFTConfig, seed: int = 0,
-              micro_batch_tokens: int = 4096, log: Any = None) -> list[float]:
+def sft_train(model: torch.nn.Module, pad_id: int, samples: list[Sample], cfg: SFTConfig,
+              trainer: TrainerConfig | None = None, seed: int = 0, log: Any = None) -> list[float]:
     """Token-mean negative log-likelihood of the action tokens; returns the loss of each batch."""
     rng = random.Random(seed)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    batches_per_epoch = -(-len(samples) // cfg.batch_size)
+    base = trainer or TrainerConfig()
+    update_cfg = base.model_copy(update={"lr": cfg.lr, "schedule": "constant", "warmup_steps": 0, "kl_coef": 0.0,
+                                         "epochs_per_batch": 1, "steps": cfg.epochs * batches_per_epoch})
+    loop = PolicyTrainer(model, pad_id, update_cfg, terms=[NegativeLogLikelihood()])
     losses = []
-    model.train()
-    device = next(model.parameters()).device
     for epoch in range(cfg.epochs):
         order = samples[:]
         rng.shuffle(order)
         for start in range(0, len(order), cfg.batch_size):
-            batch = order[start : start + cfg.batch_size]
-            tokens = float(sum(s.trained_tokens for s in batch))
-            total = 0.0
-            for mb in pack_by_tokens(batch, micro_batch_tokens):
-                t = {k: v.to(device) for k, v in pad_batch(mb, pad_id).items()}
-                logp, _ = token_logprobs(model, t["input_ids"], t["attention_mask"], t["loss_mask"])
-                loss = -(logp * t["loss_mask"]).sum() / tokens
-                loss.backward()
-                total += loss.item()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(total)
+            stats = loop.update(order[start : start + cfg.batch_size], step=len(losses))
+            if not stats.trained_tokens:
+                continue
+            losses.append(stats.loss)
             if log:
-                log(epoch, len(losses), total)
+                log(epoch, len(losses), stats.loss)
     model.eval()
     return losses

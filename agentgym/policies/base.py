@@ -43,11 +43,22 @@ class Generation:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+class GenerationCancelled(RuntimeError):
+    """`generate` stopped early because its `cancel` event was set (client gone, deadline, shutdown)."""
+
+    def __init__(self, steps: int):
+        super().__init__(f"generation cancelled after {steps} decoding steps")
+        self.steps = steps
+
+
 class Policy(ABC):
     """A text-generation backend. `tokenizer` is a Hugging Face tokenizer for the model's vocabulary."""
 
     tokenizer: Any
     version: int = 0  # bumped on every weight update, stored in each turn
+    # True if `generate(requests, cancel=event)` checks `event` (a threading.Event) at every token and
+    # raises `GenerationCancelled` once it is set: a server can then stop work nobody waits for.
+    supports_cancel: bool = False
 
     @abstractmethod
     def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
@@ -57,12 +68,46 @@ class Policy(ABC):
         """Async twin; the default runs the blocking `generate` in a worker thread."""
         return await asyncio.to_thread(self.generate, requests)
 
+    def score(self, context_ids: list[list[int]], target_ids: list[list[int]],
+              temperature: float = 1.0) -> list[list[float]]:
+        """Teacher forcing: for each pair i, the log-prob of every token of `target_ids[i]` given
+        `context_ids[i]` and the targets before it, under softmax(logits / temperature) (no top-p: the
+        full distribution). temperature=1.0 (default) is the model's own distribution; pass the sampling
+        temperature to get the log-probs `generate` reports at that temperature. Pairs may differ in length.
+        Returns one list per pair, as long as its target. Backends that cannot score raise NotImplementedError.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot score given tokens (no model to teacher-force); "
+                                  "use a Hugging Face or OpenAI-compatible policy")
+
+    async def ascore(self, context_ids: list[list[int]], target_ids: list[list[int]],
+                     temperature: float = 1.0) -> list[list[float]]:
+        """Async twin of `score`; the default runs it in a worker thread."""
+        return await asyncio.to_thread(self.score, context_ids, target_ids, temperature)
+
     @property
     def eos_token_id(self) -> int | None:
         return getattr(self.tokenizer, "eos_token_id", None)
 
     def close(self) -> None:
         """Release servers, sessions or devices."""
+
+
+def check_score_inputs(context_ids: list[list[int]], target_ids: list[list[int]], temperature: float,
+                       vocab_size: int | None = None) -> None:
+    """The one-line ValueError `Policy.score` gives for input it cannot score."""
+    if len(context_ids) != len(target_ids):
+        raise ValueError(f"score: {len(context_ids)} contexts for {len(target_ids)} targets (one context per target)")
+    if not temperature > 0:
+        raise ValueError(f"score: temperature must be > 0, got {temperature}")
+    for i, (context, target) in enumerate(zip(context_ids, target_ids)):
+        if target and not context:
+            raise ValueError(f"score: context {i} is empty (the first target token needs a context to be predicted from)")
+        for ids, what in ((context, "context"), (target, "target")):
+            bad = next((t for t in ids if not isinstance(t, int) or isinstance(t, bool) or t < 0
+                        or (vocab_size is not None and t >= vocab_size)), None)
+            if bad is not None:
+                raise ValueError(f"score: {what} {i} holds {bad!r}, not a token id of this vocabulary"
+                                 + (f" (0..{vocab_size - 1})" if vocab_size else ""))
 
 
 def find_stop(text: str, stops: tuple[str, ...] | list[str]) -> tuple[int, str] | None:

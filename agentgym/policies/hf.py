@@ -4,13 +4,19 @@ Generation itself is ``model.generate`` (its sampling, KV cache and stop strings
 the head of the chain sees each step's raw logits; it records the entropy of the temperature-scaled
 distribution and, one step later when the sampled token is known, that token's log-prob. Only one step's
 distribution is kept in memory, never ``steps x batch x vocab``.
+
+``score`` is teacher forcing: contexts and targets are concatenated and right-padded (positions stay
+0..n-1, so no position ids are needed), and only the positions that predict a target token go through
+the LM head. Log-probs are taken under softmax(logits / temperature), the distribution `generate`
+samples from at that temperature (default 1.0: the model's own distribution).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from agentgym.policies.base import Generation, GenerationRequest, Policy, SamplingParams, cut_at_stop
+from agentgym.policies.base import (Generation, GenerationCancelled, GenerationRequest, Policy, SamplingParams,
+                                   check_score_inputs, cut_at_stop)
 
 
 class _TokenStatsRecorder:
@@ -39,9 +45,23 @@ class _TokenStatsRecorder:
         return scores
 
 
+class _CancelCheck:
+    """StoppingCriteria: ends `model.generate` at the next token once the event is set."""
+
+    def __init__(self, event: Any):
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
 class HFPolicy(Policy):
     """A transformers causal LM. The same model object can be shared with the trainer (weights update in place;
     call `bump_version()` after each optimiser step)."""
+
+    supports_cancel = True
 
     def __init__(self, model: Any, tokenizer: Any, max_batch_size: int = 32, max_batch_tokens: int = 16384):
         self.model = model
@@ -50,6 +70,7 @@ class HFPolicy(Policy):
         # Rows x (longest prompt + new tokens) per generate call: bounds the attention buffers of a padded
         # batch (memory grows with rows x length^2) and keeps rows of similar length together.
         self.max_batch_tokens = max_batch_tokens
+        self.max_score_logits = 2**27  # logits one `score` forward may hold (512 MB of float32)
         self.version = 0
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -70,7 +91,8 @@ class HFPolicy(Policy):
     def bump_version(self) -> None:
         self.version += 1
 
-    def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
+    def generate(self, requests: list[GenerationRequest], cancel: Any = None) -> list[Generation]:
+        """`cancel`: a threading.Event checked at every token; once set, `GenerationCancelled` is raised."""
         out: list[Generation | None] = [None] * len(requests)
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):  # one generate() call per distinct sampling setting
@@ -78,26 +100,33 @@ class HFPolicy(Policy):
             groups.setdefault((p.temperature, p.top_p, p.stop, p.max_new_tokens), []).append(i)
         for idxs in groups.values():
             for chunk in self._chunks(sorted(idxs, key=lambda i: len(requests[i].prompt_ids)), requests):
-                for i, g in zip(chunk, self._generate_batch([requests[i] for i in chunk])):
+                for i, g in zip(chunk, self._generate_batch([requests[i] for i in chunk], cancel)):
                     out[i] = g
         return out  # type: ignore[return-value]
 
     def _chunks(self, ordered: list[int], requests: list[GenerationRequest]) -> list[list[int]]:
         """Split length-sorted requests into batches within `max_batch_size` and `max_batch_tokens`."""
+        return self._batches(ordered, lambda i: len(requests[i].prompt_ids) + requests[i].params.max_new_tokens,
+                             self.max_batch_tokens)
+
+    def _batches(self, ordered: list[int], width: Any, max_tokens: int) -> list[list[int]]:
+        """Split items sorted by `width(i)` (ascending) into padded batches of at most `max_batch_size` rows
+        and `max_tokens` padded tokens."""
         chunks: list[list[int]] = []
         current: list[int] = []
-        for i in ordered:
-            width = len(requests[i].prompt_ids) + requests[i].params.max_new_tokens  # the longest so far
-            if current and (len(current) >= self.max_batch_size or (len(current) + 1) * width > self.max_batch_tokens):
+        for i in ordered:  # width(i) is the longest so far: the padded width of the batch
+            if current and (len(current) >= self.max_batch_size or (len(current) + 1) * width(i) > max_tokens):
                 chunks.append(current)
                 current = []
             current.append(i)
         return chunks + ([current] if current else [])
 
-    def _generate_batch(self, requests: list[GenerationRequest]) -> list[Generation]:
+    def _generate_batch(self, requests: list[GenerationRequest], cancel: Any = None) -> list[Generation]:
         import torch
-        from transformers import LogitsProcessorList
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
+        if cancel is not None and cancel.is_set():
+            raise GenerationCancelled(0)
         params: SamplingParams = requests[0].params
         pad = self.tokenizer.pad_token_id
         width = max(len(r.prompt_ids) for r in requests)
@@ -116,9 +145,13 @@ class HFPolicy(Policy):
             gen_kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
         if params.stop:
             gen_kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        if cancel is not None:
+            gen_kwargs.update(stopping_criteria=StoppingCriteriaList([_CancelCheck(cancel)]))
         with torch.no_grad():
             result = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **gen_kwargs)
         seqs = result.sequences[:, width:].cpu()
+        if cancel is not None and cancel.is_set():
+            raise GenerationCancelled(seqs.shape[1])
         if seqs.shape[1] > len(recorder.logprobs):  # the last sampled token: its log-prob is still pending
             recorder.collect(seqs[:, len(recorder.logprobs)].to(recorder.prev_logp.device))
         logprobs = torch.stack(recorder.logprobs, 1).cpu() if recorder.logprobs else torch.zeros(len(requests), 0)
@@ -138,3 +171,35 @@ class HFPolicy(Policy):
                 meta={"temperature": params.temperature},
             ))
         return gens
+
+    def score(self, context_ids: list[list[int]], target_ids: list[list[int]],
+              temperature: float = 1.0) -> list[list[float]]:
+        check_score_inputs(context_ids, target_ids, temperature, self.model.config.vocab_size)
+        out: list[list[float]] = [[] for _ in target_ids]
+        width = {i: len(context_ids[i]) + len(target_ids[i]) for i, t in enumerate(target_ids) if t}
+        # A forward pass holds [rows x kept positions x vocabulary] logits: bound that, not only the tokens.
+        max_tokens = min(self.max_batch_tokens, max(1, self.max_score_logits // self.model.config.vocab_size))
+        for chunk in self._batches(sorted(width, key=width.__getitem__), width.__getitem__, max_tokens):
+            scored = self._score_batch([context_ids[i] for i in chunk], [target_ids[i] for i in chunk], temperature)
+            for i, logprobs in zip(chunk, scored):
+                out[i] = logprobs
+        return out
+
+    def _score_batch(self, contexts: list[list[int]], targets: list[list[int]], temperature: float) -> list[list[float]]:
+        import torch
+
+        seqs = [c + t for c, t in zip(contexts, targets)]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, s in enumerate(seqs):
+            ids[row, : len(s)] = torch.tensor(s)
+            mask[row, : len(s)] = 1
+        first = min(len(c) for c in contexts)  # logits at positions first-1 .. width-2 predict every target
+        with torch.no_grad():
+            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                logits_to_keep=width - first + 1).logits[:, :-1]
+        logp = torch.log_softmax(logits.float() / temperature, dim=-1)
+        picked = logp.gather(-1, ids[:, first:, None].to(logp.device)).squeeze(-1).cpu()
+        return [picked[row, len(c) - first : len(c) - first + len(t)].tolist()
+                for row, (c, t) in enumerate(zip(contexts, targets))]

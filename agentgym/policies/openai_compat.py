@@ -5,17 +5,25 @@ Token-in/token-out: prompts are sent as token ids and the server is asked to ret
 (`agentgym serve` does), else are estimated from the top-k log-probs it returns. Network failures and
 5xx/429 answers are retried with exponential backoff (tenacity); a server that is down, too slow, or
 answers garbage produces a `PolicyServerError` that says which of those happened.
+
+`score` asks for prompt log-probs the way vLLM serves them: ``echo=True, max_tokens=0, logprobs=1`` on the
+concatenated context + target; the answer's ``logprobs.token_logprobs`` (or vLLM's ``prompt_logprobs``
+list of ``{token_id: {"logprob": ...}}``) has one entry per prompt token, ``None`` for the first. vLLM
+computes prompt log-probs from the raw logits, whatever the request's temperature, so a score at another
+temperature is only accepted from a server that says it applied it (`agentgym serve` reports
+``prompt_logprobs_temperature``); otherwise it is a `PolicyServerError`, never a silently different number.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import httpx
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
-from agentgym.policies.base import Generation, GenerationRequest, Policy, SamplingParams
+from agentgym.policies.base import Generation, GenerationRequest, Policy, SamplingParams, check_score_inputs
 
 
 class PolicyServerError(RuntimeError):
@@ -38,6 +46,7 @@ class OpenAICompatPolicy(Policy):
         self.model = model or "default"
         self.top_logprobs = top_logprobs
         self.version = 0
+        api_key = api_key or os.environ.get("AGENTGYM_SERVE_TOKEN")  # `agentgym serve --token`'s variable
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(base_url=self.base_url, timeout=timeout_s, headers=headers)
         self._post = retry(retry=retry_if_exception(_retryable), stop=stop_after_attempt(max_attempts),
@@ -64,21 +73,12 @@ class OpenAICompatPolicy(Policy):
         return out  # type: ignore[return-value]
 
     def _complete(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
-        body = {
+        response = self._request({
             "model": self.model, "prompt": prompts, "max_tokens": params.max_new_tokens,
             "temperature": params.temperature, "top_p": params.top_p, "stop": list(params.stop) or None,
             "logprobs": self.top_logprobs, "return_tokens_as_token_ids": True,
             "include_stop_str_in_output": True, "skip_special_tokens": False,
-        }
-        try:
-            response = self._post(body)
-        except httpx.TimeoutException as e:
-            raise PolicyServerError(f"model server {self.base_url} did not answer within {self.timeout_s:g} s") from e
-        except httpx.TransportError as e:
-            raise PolicyServerError(f"model server {self.base_url} is unreachable: {type(e).__name__}: {e}") from e
-        except httpx.HTTPStatusError as e:
-            raise PolicyServerError(f"model server {self.base_url} answered HTTP {e.response.status_code}: "
-                                    f"{e.response.text[:200]}") from e
+        })
         try:
             choices = sorted(response.json()["choices"], key=lambda c: c.get("index", 0))
             if len(choices) != len(prompts):
@@ -87,6 +87,47 @@ class OpenAICompatPolicy(Policy):
         except (ValueError, KeyError, TypeError) as e:
             raise PolicyServerError(f"model server {self.base_url} returned an invalid completion "
                                     f"({type(e).__name__}: {e}); body starts {response.text[:120]!r}") from e
+
+    def _request(self, body: dict[str, Any]) -> httpx.Response:
+        try:
+            return self._post(body)
+        except httpx.TimeoutException as e:
+            raise PolicyServerError(f"model server {self.base_url} did not answer within {self.timeout_s:g} s") from e
+        except httpx.TransportError as e:
+            raise PolicyServerError(f"model server {self.base_url} is unreachable: {type(e).__name__}: {e}") from e
+        except httpx.HTTPStatusError as e:
+            raise PolicyServerError(f"model server {self.base_url} answered HTTP {e.response.status_code}: "
+                                    f"{e.response.text[:200]}") from e
+
+    def score(self, context_ids: list[list[int]], target_ids: list[list[int]],
+              temperature: float = 1.0) -> list[list[float]]:
+        check_score_inputs(context_ids, target_ids, temperature)
+        todo = [i for i, t in enumerate(target_ids) if t]
+        out: list[list[float]] = [[] for _ in target_ids]
+        if not todo:
+            return out
+        prompts = [list(context_ids[i]) + list(target_ids[i]) for i in todo]
+        response = self._request({
+            "model": self.model, "prompt": prompts, "echo": True, "max_tokens": 0, "logprobs": 1,
+            "temperature": temperature, "return_tokens_as_token_ids": True,
+        })
+        try:
+            choices = sorted(response.json()["choices"], key=lambda c: c.get("index", 0))
+            if len(choices) != len(prompts):
+                raise ValueError(f"{len(choices)} choices for {len(prompts)} prompts")
+            for i, prompt, choice in zip(todo, prompts, choices):
+                if temperature != 1.0 and choice.get("prompt_logprobs_temperature") != temperature:
+                    raise PolicyServerError(
+                        f"model server {self.base_url} does not report scoring at temperature {temperature:g} "
+                        "(vLLM's prompt log-probs ignore temperature); score at 1.0 or use `agentgym serve`")
+                target = _prompt_logprobs(choice, prompt)[len(context_ids[i]):]
+                if any(v is None for v in target):
+                    raise ValueError(f"no log-prob for a target token of pair {i}")
+                out[i] = target  # type: ignore[assignment]
+        except (ValueError, KeyError, TypeError) as e:
+            raise PolicyServerError(f"model server {self.base_url} returned invalid prompt log-probs "
+                                    f"({type(e).__name__}: {e}); body starts {response.text[:120]!r}") from e
+        return out
 
     def _parse_choice(self, choice: dict[str, Any]) -> Generation:
         text = choice["text"]
@@ -107,6 +148,26 @@ class OpenAICompatPolicy(Policy):
             finish = "eos"
         return Generation(token_ids=ids, logprobs=logprobs, entropies=[float(e) for e in entropies], text=text,
                           finish_reason=finish, stop_string=stop_string, token_exact=exact)
+
+
+def _prompt_logprobs(choice: dict[str, Any], prompt: list[int]) -> list[float | None]:
+    """Per prompt token, its log-prob from an echo answer: vLLM's ``prompt_logprobs`` when present (keyed
+    by token id, so it is checked against the prompt), else the echoed ``logprobs`` (token_id:<n> strings
+    checked when the server returned them)."""
+    entries = choice.get("prompt_logprobs")
+    if entries is not None:
+        if len(entries) != len(prompt):
+            raise ValueError(f"{len(entries)} prompt log-probs for a {len(prompt)}-token prompt")
+        return [None if e is None else float(e[str(t)]["logprob"]) for e, t in zip(entries, prompt)]
+    lp = choice["logprobs"]
+    values, tokens = lp["token_logprobs"], lp.get("tokens")
+    if len(values) < len(prompt):
+        raise ValueError(f"{len(values)} echoed log-probs for a {len(prompt)}-token prompt (does the server support echo?)")
+    if tokens and all(isinstance(t, str) and t.startswith("token_id:") for t in tokens[: len(prompt)]):
+        echoed = [int(t.split(":", 1)[1]) for t in tokens[: len(prompt)]]
+        if echoed != prompt:
+            raise ValueError("the echoed tokens differ from the prompt sent")
+    return [None if v is None else float(v) for v in values[: len(prompt)]]
 
 
 def _topk_entropy(top: dict[str, float] | None) -> float:

@@ -13,7 +13,7 @@ import math
 import re
 from typing import Any
 
-from agentgym.trajectory import TrajectoryTree, Turn
+from agentgym.trajectory import TrajectoryTree, Turn, path_segments
 from agentgym.viewer.tokens import TokenizerChoice, proportional_pieces, token_pieces
 
 _DIFF_UNIT = re.compile(r"\s+|\w+|[^\w\s]")  # words, runs of space, single punctuation
@@ -62,7 +62,22 @@ def tree_json(tree: TrajectoryTree, tokenizer: TokenizerChoice, n: int | None = 
         "default_node": default_node(tree, leaves),
         "tokenizer": {"name": tokenizer.name, "exact": tokenizer.exact, "note": tokenizer.note},
         "nodes": [node_json(tree, node, children[node.id], tokenizer) for node in tree.nodes],
+        "segments": training_segments(tree, leaves),
     }
+
+
+def training_segments(tree: TrajectoryTree, leaves: list[int]) -> dict[str, list[dict[str, Any]]]:
+    """Per leaf, the training sequences its path is cut into (the trainer's `path_segments`): the turns in
+    each and its trained-token count, so the page can say which sample a turn was trained in."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for leaf in leaves:
+        try:
+            segments = path_segments(tree, leaf)
+        except ValueError:  # a malformed stored node (log-probs and ids differ): shown as is, not segmented
+            continue
+        out[str(leaf)] = [{"nodes": [t[0] for t in seg.turns], "tokens": len(seg.input_ids),
+                           "trained_tokens": sum(seg.loss_mask)} for seg in segments]
+    return out
 
 
 def default_node(tree: TrajectoryTree, leaves: list[int] | None = None) -> int | None:

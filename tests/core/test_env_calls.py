@@ -12,7 +12,7 @@ from agentgym.env import EnvLimits, TextEnv
 from agentgym.policies import ScriptedPolicy
 from agentgym.policies.models import load_tokenizer
 from agentgym.replay import export_sft
-from agentgym.rollout import RolloutConfig, RolloutEngine
+from agentgym.rollout import Branching, RolloutConfig, RolloutEngine
 
 RELEASE = threading.Event()  # set at the end of the module: lets hung env calls' threads finish
 
@@ -184,8 +184,16 @@ class Faulty(TextEnv):
 
 
 class BranchFirstTurn:
-    def branches(self, path, node, gen):
-        return 1 if node.parent is None and path.serial == 0 else 0
+    """One branch, at the first root turn sampled."""
+
+    def __init__(self):
+        self.branched = False
+
+    def branches(self, turn):
+        if turn.node.parent is None and not self.branched:
+            self.branched = True
+            return Branching(1)
+        return Branching()
 
 
 @pytest.mark.parametrize("mode,stage,error_type", [

@@ -8,18 +8,21 @@ import pytest
 
 from agentgym.envs.calculator.expert import calculator_expert
 from agentgym.policies import ScriptedPolicy
-from agentgym.rollout import RolloutConfig, RolloutEngine
+from agentgym.rollout import Branching, RolloutConfig, RolloutEngine
 
 uvicorn = pytest.importorskip("uvicorn")
 from agentgym.env_server import RemoteEnv, RemoteEnvError, create_env_app  # noqa: E402
 
+TOKEN = "test-token-for-the-env-server"
+
 
 @pytest.fixture
-def server_url():
+def server_url(monkeypatch):
+    monkeypatch.setenv("AGENTGYM_ENV_TOKEN", TOKEN)  # how RemoteEnv finds the token when not given one
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = create_env_app("agentgym/Calculator-v0", max_sessions=4)
+    app = create_env_app("agentgym/Calculator-v0", max_sessions=4, token=TOKEN)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -42,8 +45,8 @@ def test_remote_env_behaves_like_the_local_one(server_url):
 
 def test_engine_rolls_out_against_the_server_with_forks(server_url, tokenizer):
     class Branch:
-        def branches(self, path, node, gen):
-            return 1 if path.after_tool else 0
+        def branches(self, turn):
+            return Branching(1 if turn.previous == "tool" else 0)
 
     engine = RolloutEngine(ScriptedPolicy(calculator_expert, tokenizer), lambda: RemoteEnv(server_url),
                            env_id="remote", config=RolloutConfig(group_size=1, max_trajectories=2), strategy=Branch())

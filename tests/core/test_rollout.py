@@ -10,7 +10,7 @@ from agentgym.env import EnvLimits, TextEnv
 from agentgym.envs.calculator.expert import calculator_expert
 from agentgym.policies import ScriptedPolicy
 from agentgym.policies.base import Generation
-from agentgym.rollout import RolloutConfig, RolloutEngine, RolloutError, Task, TokenDriftError
+from agentgym.rollout import Branching, RolloutConfig, RolloutEngine, RolloutError, Task, TokenDriftError
 from agentgym.trajectory import trajectory_tokens
 
 CALC = "agentgym/Calculator-v0"
@@ -177,11 +177,8 @@ async def test_blocking_env_runs_off_the_event_loop(tokenizer):
 class BranchEveryToolResult:
     """Test strategy: one branch of every turn that follows a tool result."""
 
-    def branches(self, path, node, gen):
-        if path.after_tool:
-            path.state["delta_entropy"] = 0.42
-            return 1
-        return 0
+    def branches(self, turn):
+        return Branching(1, signal=0.42) if turn.previous == "tool" else Branching()
 
 
 @pytest.mark.parametrize("forkable", [True, False])

@@ -5,8 +5,10 @@ import math
 import pytest
 import torch
 
-from agentgym.trainers.advantages import group_zscore, has_signal, leaf_advantages, node_advantages
+from agentgym.trainers.advantages import TrajectoryZScore, group_zscore, has_signal, node_advantages
+from agentgym.trainers.credit import outcome_credit, trajectory_return
 from agentgym.trainers.losses import aggregate, clipped_surrogate, k3_kl
+from agentgym.trainers.pieces import AdvantageStats
 from agentgym.trainers.samples import build_samples
 from agentgym.trajectory import TrajectoryTree, Turn
 
@@ -75,6 +77,18 @@ def branched_tree() -> TrajectoryTree:
     return t
 
 
+def leaf_advantages(tree: TrajectoryTree) -> dict[int, float]:
+    outcome_credit([tree], None)
+    leaves = tree.leaves()
+    return dict(zip(leaves, group_zscore([trajectory_return(tree, leaf) for leaf in leaves])))
+
+
+def grpo_samples(trees, attribution="soft", dynamic_sampling=False):
+    outcome_credit(trees, None)
+    adv = TrajectoryZScore(attribution, drop_tied_groups=dynamic_sampling)(trees, AdvantageStats())
+    return build_samples(trees, adv)
+
+
 def test_hard_and_soft_attribution_by_hand():
     tree = branched_tree()
     adv = leaf_advantages(tree)
@@ -91,7 +105,7 @@ def test_hard_and_soft_attribution_by_hand():
 
 def test_samples_mask_everything_the_env_inserted():
     tree = branched_tree()
-    samples = {s.leaf: s for s in build_samples([tree], attribution="hard")}
+    samples = {s.leaf: s for s in grpo_samples([tree], attribution="hard")}
     s = samples[4]
     assert s.input_ids == [10, 11, 20, 12, 21, 22, 13, 25]
     assert s.loss_mask == [0, 0, 1, 0, 1, 1, 0, 1]
@@ -104,5 +118,5 @@ def test_dynamic_sampling_drops_zero_variance_groups():
     tree = branched_tree()
     flat = branched_tree()
     flat.final_rewards = {2: 1.0, 3: 1.0, 4: 1.0}
-    assert has_signal(tree) and not has_signal(flat)
-    assert {s.tree_id for s in build_samples([tree, flat], dynamic_sampling=True)} == {tree.id}
+    assert has_signal(list(tree.final_rewards.values())) and not has_signal(list(flat.final_rewards.values()))
+    assert {s.tree_id for s in grpo_samples([tree, flat], dynamic_sampling=True)} == {tree.id}

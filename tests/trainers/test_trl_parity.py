@@ -67,12 +67,20 @@ def trl_inputs(prompts, completions, tool_masks, advantages, pad_id, old=None):
     return inputs
 
 
-def our_samples(prompts, completions, tool_masks, advantages):
+def our_samples(prompts, completions, tool_masks, advantages, sampler=None, pad_id=0):
+    """Samples as the rollout stores them; the sampling log-probs are `sampler`'s (the trainer's own module,
+    as in a run with the in-process sampler), so the truncated importance weight is 1."""
     out = []
     for i in range(4):
         p, c, t = prompts[i // 2], completions[i], tool_masks[i]
         out.append(Sample(p + c, [0] * len(p) + t, [0.0] * len(p) + [advantages[i] * m for m in t],
                           [0.0] * (len(p) + len(c)), "t", i, i // 2))
+    if sampler is not None:
+        mb = pad_batch(out, pad_id)
+        with torch.no_grad():
+            logp, _ = token_logprobs(sampler, mb["input_ids"], mb["attention_mask"], mb["loss_mask"])
+        for row, s in enumerate(out):
+            s.sampling_logprobs = [lp * m for lp, m in zip(logp[row, : len(s.input_ids)].tolist(), s.loss_mask)]
     return out
 
 
@@ -95,7 +103,9 @@ def test_update_matches_trl(tiny_model, tokenizer, tmp_path, ours, theirs):
     ours_trainer = PolicyTrainer(model_a, tokenizer.pad_token_id, cfg)
     ours_trainer.optimizer.step = lambda *a, **k: None  # keep the gradients to compare
     ours_trainer.optimizer.zero_grad = lambda *a, **k: None
-    stats = ours_trainer.update(our_samples(prompts, completions, tool_masks, advantages))
+    stats = ours_trainer.update(our_samples(prompts, completions, tool_masks, advantages, model_a,
+                                            tokenizer.pad_token_id))
+    assert stats.metrics()["tis_weight"] == pytest.approx(1.0, abs=1e-6)
     assert stats.loss == pytest.approx(loss_b.item(), abs=1e-6)
     ga, gb = grads(model_a), grads(model_b)
     assert ga.keys() == gb.keys()

@@ -132,9 +132,18 @@
       el("div", { class: "toolbar" }, picker, el("button", { class: "diff-button", onclick: run }, "diff")), out);
   }
 
+  function segmentOf(id) {  // "k/n": which training sequence of its path this turn was trained in
+    for (const segs of Object.values(state.tree.segments || {})) {
+      const k = segs.findIndex((s) => s.nodes.includes(id));
+      if (k >= 0 && segs.length > 1) return `${k + 1}/${segs.length}`;
+    }
+    return null;
+  }
+
   function turnCard(n) {
     const chips = [
-      ["reward", n.reward], ["advantage", n.advantage], ["tokens", n.action_ids.length],
+      ["reward", n.reward], ["credit", n.credit_reward], ["advantage", n.advantage], ["tokens", n.action_ids.length],
+      ["segment", segmentOf(n.id)],
       ["prefix", n.prefix_tokens], ["finish", n.finish_reason || null], ["gen", n.gen_time_s ? fmt(n.gen_time_s, 2) + " s" : null],
       ["env", n.env_time_s ? fmt(n.env_time_s, 3) + " s" : null], ["policy v", n.policy_version],
       ["max H", n.max_entropy !== null ? fmt(n.max_entropy, 2) : null],

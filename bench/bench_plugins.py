@@ -1,0 +1,108 @@
+"""Seed plugins side by side: GRPO, ARPO, OTC-GRPO and ASPO from the same SFT warm start, seeds and
+rollout budget on the Python env with the embedded model (SmolLM2-135M-Instruct).
+
+The warm start is SFT on scripted-expert trajectories of *easy* tasks only (three arithmetic kinds), while
+RL and the held-out evaluation use *mixed* tasks (all ten kinds: algebra and word problems too, three
+difficulty levels). SFT alone therefore does not saturate the evaluation, and what RL adds is measurable.
+
+Printed per algorithm, on the same held-out tasks (greedy): accuracy before RL (after SFT) and after,
+tool calls per correct answer, the position of the first tool call (model tokens sampled before it ran),
+the mean training reward, and the step time (rollout + update) relative to GRPO. Every algorithm gets M
+trajectories per task (ARPO: M/2 from scratch + entropy branches, topped up to M).
+
+Usage: python bench/bench_plugins.py [--quick]   (quick: a few minutes; full: ~30-40 min on 2 CPU cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+
+from agentgym.config import load_config
+from agentgym.registry import make
+from agentgym.trainers.evaluate import evaluate
+from agentgym.trainers.rl import RLRun
+from agentgym.trainers.session import open_session
+from agentgym.trainers.sft import expert_trees, samples_from_trees, sft_train
+from agentgym.trainers.tool_use import first_tool_call_position, tool_call_turns
+
+ENV = "agentgym/Python-v0"
+EXPERT = "agentgym.envs.python.expert:python_expert"
+ALGORITHMS = ("grpo", "arpo", "otc_grpo", "aspo")
+LIMITS = {"max_turns": 3, "max_tokens_per_turn": 48, "max_tokens_per_episode": 144}
+
+
+def run_config(root: str, algorithm: str, steps: int, tasks: int, m: int, eval_tasks: int) -> dict:
+    branching = algorithm == "arpo"
+    return {"run_dir": f"{root}/{algorithm}", "seed": 7,
+            "env": {"id": ENV, "kwargs": {"difficulty": "mixed"}, "limits": LIMITS},
+            "policy": {"model": "embedded", "max_batch_size": 32},
+            "rollout": {"group_size": m // 2 if branching else m, "temperature": 1.0, "batch_wait_s": 0.25,
+                        **({"max_trajectories": m, "supplement": True} if branching else {})},
+            "algorithm": {"name": algorithm},
+            "trainer": {"steps": steps, "tasks_per_step": tasks, "lr": 2e-5, "checkpoint_every": 0},
+            "eval": {"tasks": eval_tasks, "split": "test", "temperature": 0.0},
+            "logging": {"tensorboard": False, "progress": False}}
+
+
+def warm_start(session, tasks: int) -> int:
+    """SFT on expert trajectories of easy training tasks; returns the number of samples."""
+    easy = lambda: make(ENV, difficulty="easy", split="train", limits=LIMITS)  # noqa: E731
+    trees = expert_trees(EXPERT, easy, ENV, session.tokenizer, [3_000_000 + i for i in range(tasks)])
+    samples = samples_from_trees(trees, 1.0)
+    sft_train(session.model, session.tokenizer.pad_token_id, samples,
+              load_config(sft={"epochs": 2, "lr": 5e-5, "batch_size": 8}).sft)
+    session.policy.bump_version()
+    return len(samples)
+
+
+def held_out(session, cfg, tag: str) -> dict[str, float]:
+    trees, metrics = evaluate(session.policy, session.env_factory(split="test"), cfg, tag, progress=False)
+    leaves = [(t, leaf) for t in trees for leaf in t.leaves()]
+    correct = [(t, leaf) for t, leaf in leaves if t.leaf_reward(leaf) > 0]
+    positions = [p for t, leaf in leaves if (p := first_tool_call_position(t, leaf)) is not None]
+    return {"accuracy": metrics["accuracy"], "tasks": metrics["tasks"],
+            "calls_per_correct": sum(tool_call_turns(t, leaf) for t, leaf in correct) / max(len(correct), 1),
+            "first_call": sum(positions) / len(positions) if positions else float("nan"),
+            "called_tool": len(positions) / max(len(leaves), 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="tiny budget (minutes)")
+    args = ap.parse_args()
+    steps, tasks, m, eval_tasks, sft_tasks = (2, 2, 4, 12, 24) if args.quick else (6, 4, 8, 40, 48)
+    root = tempfile.mkdtemp(prefix="bench-plugins-")
+    cfgs = {a: load_config(**run_config(root, a, steps, tasks, m, eval_tasks)) for a in ALGORITHMS}
+    session = open_session(cfgs["grpo"])
+    t0 = time.perf_counter()
+    n_samples = warm_start(session, sft_tasks)
+    print(f"SFT warm start on {n_samples} expert trajectories of easy tasks: {time.perf_counter() - t0:.0f} s", flush=True)
+    warm = copy.deepcopy(session.model.state_dict())
+    before = held_out(session, cfgs["grpo"], "after_sft")
+    print(f"\nsetup: {ENV}; SFT on easy tasks, RL + held-out eval on mixed tasks ({eval_tasks} test tasks, greedy); "
+          f"{steps} RL steps x {tasks} tasks x M={m} trajectories (ARPO: N={m // 2} + branches); same seeds")
+    head = f"{'algorithm':<10} {'acc SFT':>8} {'acc RL':>8} {'gain':>7} {'calls/correct':>14} {'first call':>11} " \
+           f"{'used tool':>10} {'train reward':>13} {'step s':>8} {'vs GRPO':>8}"
+    print(f"{head}\n{'-' * len(head)}")
+    print(f"{'SFT only':<10} {before['accuracy']:>8.1%} {'':>8} {'':>7} {before['calls_per_correct']:>14.2f} "
+          f"{before['first_call']:>11.1f} {before['called_tool']:>10.0%}", flush=True)
+    base = None
+    for name in ALGORITHMS:  # each row is printed as soon as its run is evaluated
+        session.model.load_state_dict(warm)
+        history = RLRun(cfgs[name], session=session, quiet=True).train()
+        step_s = sum(h["time_rollout_s"] + h["time_update_s"] for h in history) / len(history)
+        base = base or step_s  # GRPO runs first
+        r = held_out(session, cfgs[name], f"after_{name}")
+        print(f"{name:<10} {before['accuracy']:>8.1%} {r['accuracy']:>8.1%} {r['accuracy'] - before['accuracy']:>+7.1%} "
+              f"{r['calls_per_correct']:>14.2f} {r['first_call']:>11.1f} {r['called_tool']:>10.0%} "
+              f"{sum(h['reward'] for h in history) / len(history):>13.3f} {step_s:>8.1f} {step_s / base:>7.2f}x",
+              flush=True)
+    print("(first call: model tokens sampled before the first tool call ran; calls/correct: tool-call turns per "
+          "correct answer; step s: rollout + update per step)")
+
+
+if __name__ == "__main__":
+    main()
