@@ -32,7 +32,8 @@ from agentgym.envs.browser.session import MANAGER, BrowserError, BrowserManager
 from agentgym.envs.browser.tasks import DEFAULT_TASKS, check_task, task_url
 from agentgym.trajectory import Observation, ToolCallRecord
 
-VIEWPORT = (160, 210)  # MiniWoB's task area (#wrap); every task is laid out inside it
+VIEWPORT = (500, 320)  # MiniWoB's own browser window size: jQuery UI widgets position themselves in it
+TASK_AREA = {"x": 0, "y": 0, "width": 160, "height": 210}  # MiniWoB's task area (#wrap), what screenshots show
 NO_TIME_LIMIT_MS = 10**9
 
 INSTRUCTIONS = """You operate a web page to accomplish the task it states. Each turn you see the task and the page's visible elements, one per line: [ref] tag "text" attributes (state) @(left,top widthxheight). Reply with exactly one action (you may reason first; the last action in your message counts), as JSON or as a call:
@@ -128,7 +129,7 @@ class MiniWoBEnv(TextEnv):
         page = self._page
         shown = parse_elements(await page.evaluate(SNAPSHOT_JS))
         state = await page.evaluate(STATE_JS)
-        png = await page.screenshot(type="png") if self.screenshots or self.render_mode == "rgb_array" else None
+        png = await page.screenshot(type="png", clip=TASK_AREA) if self.screenshots or self.render_mode == "rgb_array" else None
         return shown, state, png
 
     # ---- episodes -----------------------------------------------------------------------------------
