@@ -33,6 +33,8 @@ BUILTIN_ENVS: dict[str, tuple[str, dict[str, Any]]] = {
     "agentgym/PythonHermes-v0": ("agentgym.envs.python:PythonEnv", {"tool_format": "hermes"}),
     "agentgym/Android-v0": ("agentgym.envs.android:AndroidEnv", {}),
     "agentgym/AndroidScreenshots-v0": ("agentgym.envs.android:AndroidEnv", {"screenshots": True}),
+    "agentgym/MiniWoB-v0": ("agentgym.envs.browser:MiniWoBEnv", {}),
+    "agentgym/MiniWoBScreenshots-v0": ("agentgym.envs.browser:MiniWoBEnv", {"screenshots": True}),
 }
 
 
