@@ -2,7 +2,8 @@
 
     {"action_type": "click", "ref": 3}            click(3)            click an element by its ref
     {"action_type": "click", "x": 80, "y": 120}   click(x=80, y=120)  click viewport coordinates
-    {"action_type": "type", "ref": 4, "text": "hi"}  type(4, "hi")    click the element, then type
+    {"action_type": "type", "ref": 4, "text": "hi"}  type(4, "hi")    click the field, then type at its end
+    {"action_type": "type", "ref": 4, "text": "hi", "clear": true}      replace what the field holds
     {"action_type": "type", "text": "hi"}         type("hi")          type into the focused element
     {"action_type": "key", "key": "Enter"}        key("Enter")        a key or chord ("Control+a")
     {"action_type": "scroll", "direction": "down", "ref": 5}  scroll("down", 5)  (ref optional)
@@ -50,6 +51,7 @@ class Action(BaseModel):
     key: str | None = None
     direction: Literal["up", "down", "left", "right"] | None = None
     option: str | None = None
+    clear: bool = False  # type: select the field's content first, so the text replaces it
 
     @model_validator(mode="after")
     def _required_fields(self) -> Action:
@@ -168,8 +170,13 @@ async def execute(page: Any, action: Action, shown: list[Element], viewport: tup
             x, y = action.x, action.y
         await page.mouse.click(x, y)  # a real click at the element's centre, as a person would
     elif kind == "type":
-        if locator is not None:
-            await page.mouse.click(*target.center)  # type: ignore[union-attr]
+        if target is not None:
+            await page.mouse.click(*target.center)
+            if target.tag in ("input", "textarea"):
+                await page.keyboard.press("End")  # the caret lands where the click was; type at the end
+        if action.clear:
+            await page.keyboard.press("Control+a")
+            await page.keyboard.press("Delete")
         await page.keyboard.type(action.text or "")
     elif kind == "key":
         try:

@@ -2,9 +2,11 @@
 
 Each episode loads a task page from the `miniwob` wheel (``file://``; ``base_url`` serves them from
 elsewhere), seeds the page's random generator from the env's seed (``Math.seedrandom``) and starts an
-episode through MiniWoB's own JavaScript, so the same seed gives the same task instance. The observation
-is the task's instruction (the utterance) and a numbered list of the task area's visible elements
-(`dom.describe`); with ``screenshots=True`` a PNG of the 160x210 task area is added in
+episode through MiniWoB's own JavaScript, so the same seed gives the same task instance. As in MiniWoB's
+own env, a page already holding the task is reused (its ``genProblem`` rebuilds the task area), which
+makes a reset several times cheaper than a page load; ``reload=True`` loads the page at every reset.
+The observation is the task's instruction (the utterance) and a numbered list of the page's visible
+elements (`dom.describe`); with ``screenshots=True`` a PNG of the 160x210 task area is added in
 ``info["observation"]["images"]`` (base64). Actions are in `actions`. The episode ends when MiniWoB
 ends it (a right or wrong final click, a submitted form) or at the turn limit.
 
@@ -39,7 +41,8 @@ NO_TIME_LIMIT_MS = 10**9
 INSTRUCTIONS = """You operate a web page to accomplish the task it states. Each turn you see the task and the page's visible elements, one per line: [ref] tag "text" attributes (state) @(left,top widthxheight). Reply with exactly one action (you may reason first; the last action in your message counts), as JSON or as a call:
 {"action_type": "click", "ref": 3}  or  click(3)      click an element
 {"action_type": "click", "x": 80, "y": 120}  or  click(x=80, y=120)      click a point of the page
-{"action_type": "type", "ref": 4, "text": "hello"}  or  type(4, "hello")      click a field, then type
+{"action_type": "type", "ref": 4, "text": "hello"}  or  type(4, "hello")      click a field, then type at its end
+{"action_type": "type", "ref": 4, "text": "hello", "clear": true}  or  type(4, "hello", clear=True)      replace its text
 {"action_type": "key", "key": "Enter"}  or  key("Enter")      press a key ("Tab", "Backspace", "Control+a")
 {"action_type": "scroll", "direction": "down", "ref": 5}  or  scroll("down", 5)      ref optional
 {"action_type": "select", "ref": 6, "option": "Blue"}  or  select(6, "Blue")      choose an option of a select"""
@@ -62,14 +65,16 @@ class MiniWoBEnv(TextEnv):
     expert = "agentgym.envs.browser.expert:miniwob_expert"
 
     def __init__(self, task: str | None = None, screenshots: bool = False, timeout_s: float = 10.0,
-                 base_url: str | None = None, limits: EnvLimits | dict | None = None, render_mode: str | None = None,
-                 manager: BrowserManager | None = None):
+                 base_url: str | None = None, reload: bool = False, limits: EnvLimits | dict | None = None,
+                 render_mode: str | None = None, manager: BrowserManager | None = None):
         if task is not None:
             check_task(task)
         if not 0 < timeout_s <= 300:
             raise ValueError(f"timeout_s must be in (0, 300] seconds, got {timeout_s!r}")
         super().__init__(limits=limits or EnvLimits(max_turns=10, max_tokens_per_turn=128), render_mode=render_mode)
         self.task_name, self.screenshots, self.timeout_s, self.base_url = task, screenshots, timeout_s, base_url
+        self.reload = reload  # load the page afresh at every reset, not only when the task changes
+        self._loaded_url: str | None = None  # the task page the current page holds
         self.manager = manager or MANAGER
         self._holding = False  # whether this env holds a reference on the manager
         self._generation = -1  # the browser generation our context belongs to
@@ -114,6 +119,7 @@ class MiniWoBEnv(TextEnv):
             return context, page
 
         self._context, self._page = self._run(open_page(), "open a browser context")
+        self._loaded_url = None
         self._broken = False
 
     def _close_context(self) -> None:
@@ -147,16 +153,20 @@ class MiniWoBEnv(TextEnv):
         if self._page is None or self._broken or self._generation != self.manager.generation or not self.manager.alive():
             self._fresh_page()
         url = task_url(name, self.base_url)
+        load = self.reload or url != self._loaded_url
+        self._loaded_url = None  # until the episode has started
 
         async def start() -> tuple[str, list[Element], dict[str, Any], bytes | None]:
             page = self._page
-            await page.goto(url, wait_until="load", timeout=self.timeout_s * 1000 + 5000)
+            if load:
+                await page.goto(url, wait_until="load", timeout=self.timeout_s * 1000 + 5000)
             utterance = await page.evaluate(START_JS, [page_seed, NO_TIME_LIMIT_MS, REF_ATTR])
             await page.wait_for_function("() => WOB_TASK_READY", timeout=self.timeout_s * 1000 + 5000)
             await page.evaluate(RESET_REFS_JS)
             return (utterance, *await self._observe())
 
         self._utterance, self._shown, _, self._last_png = self._run(start(), f"load task {name}")
+        self._loaded_url = url
         self._started = time.monotonic()
         self.task = {"name": name, "utterance": self._utterance, "page_seed": page_seed}
         text = self._page_text()

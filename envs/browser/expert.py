@@ -73,10 +73,8 @@ def _fill(field_el: Shown, wanted: str) -> str | None:
     """The next action that makes `field_el` hold `wanted`, or None when it already does."""
     if field_el.value == wanted:
         return None
-    if field_el.value:  # wrong content: select it all (the field must be focused), then type over it
-        if "focused" not in field_el.flags:
-            return _act("click", ref=field_el.ref)
-        return _act("key", key="Control+a") if wanted else _act("key", key="Delete")
+    if field_el.value:  # wrong content: replace it
+        return _act("type", ref=field_el.ref, text=wanted, clear=True)
     return _act("type", ref=field_el.ref, text=wanted)
 
 

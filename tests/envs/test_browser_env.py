@@ -119,6 +119,14 @@ def test_observation_shows_values_focus_and_checkbox_state(env):
     obs, reward, terminated, _, info = env.step(f'type({field.ref}, "abc")')
     assert not terminated and reward == 0.0 and not info["errors"]
     assert f'[{field.ref}] input:text id=tt value="abc" (focused)' in obs  # same ref on the next page
+    obs, *_ = env.step(f'type({field.ref}, "de")')
+    assert 'value="abcde"' in obs  # typing goes at the end of what the field holds
+    action = miniwob_expert(obs)  # the expert replaces the wrong text, then submits
+    assert json.loads(action) == {"action_type": "type", "ref": field.ref, "text": info["task"]["utterance"].split('"')[1],
+                                  "clear": True}
+    obs, *_ = env.step(action)
+    _, reward, terminated, _, _ = env.step(miniwob_expert(obs))
+    assert terminated and reward == 1.0
     obs, _ = env.reset(seed=0, options={"task": "click-checkboxes"})
     box = next(e for e in parse_page(obs)[1] if e.tag == "input:checkbox")
     assert "unchecked" in box.flags
