@@ -44,10 +44,11 @@ class BrowserUnavailable(BrowserError):
 
 def missing_requirements() -> str | None:
     """Why browser envs cannot run here, or None."""
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        return "the Python package playwright is not installed (pip install 'agentgym[browser]')"
+    for package in ("playwright", "miniwob"):
+        try:
+            __import__(package)
+        except ImportError:
+            return f"the Python package {package} is not installed (pip install 'agentgym[browser]')"
     if not os.access(CHROMIUM, os.X_OK):
         return f"no Chromium at {CHROMIUM} (apt-get install chromium, or set AGENTGYM_CHROMIUM)"
     return None
