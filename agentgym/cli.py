@@ -185,33 +185,51 @@ def summary_table(trees: list, stats: dict, title: str = "") -> Table:
 @app.command("serve")
 def serve_cmd(
     model: Annotated[str, typer.Argument(help="embedded | tiny | local path | hub id")] = "embedded",
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Beyond loopback only with --token.")] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
+    token: Annotated[Optional[str], typer.Option(envvar="AGENTGYM_SERVE_TOKEN", show_envvar=True,
+                                                 help="Bearer token clients must send (OpenAI clients: api_key).")] = None,
+    allow_host: Annotated[Optional[list[str]], typer.Option(help="Extra Host name to answer (e.g. a proxy's); '*' = any.")] = None,
+    request_timeout: Annotated[float, typer.Option(min=0.1, help="Deadline per request in seconds (waiting included).")] = 300.0,
+    max_model_len: Annotated[Optional[int], typer.Option(min=1, help="Context length (default: the model's).")] = None,
+    max_body_mb: Annotated[float, typer.Option(min=0.001, help="Larger request bodies get 413.")] = 32.0,
 ) -> None:
     """Serve a transformers model over an OpenAI-compatible /v1/completions API (token ids in and out)."""
+    from agentgym.http_guard import InsecureBindError
     from agentgym.policies.server import serve
 
-    serve(model, host=host, port=port)
+    try:
+        serve(model, host=host, port=port, token=token, allowed_hosts=tuple(allow_host or ()),
+              max_body_bytes=int(max_body_mb * 2**20), request_timeout_s=request_timeout,
+              max_model_len=max_model_len, announce=console.print)
+    except InsecureBindError as e:
+        fail(str(e))
 
 
 @app.command("serve-env")
 def serve_env_cmd(
     env_id: Annotated[str, typer.Argument(help="Env id to serve.")],
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Beyond loopback only with --token.")] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8100,
     max_sessions: Annotated[int, typer.Option(min=1)] = 64,
+    token: Annotated[Optional[str], typer.Option(envvar="AGENTGYM_ENV_TOKEN", show_envvar=True,
+                                                 help="Bearer token clients must send (default: generated, printed).")] = None,
+    allow_host: Annotated[Optional[list[str]], typer.Option(help="Extra Host name to answer (e.g. a proxy's); '*' = any.")] = None,
+    idle_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds before an idle session is closed.")] = 600.0,
+    max_lifetime: Annotated[float, typer.Option(min=0.1, help="Seconds after which a session is closed, used or not.")] = 3600.0,
+    max_body_mb: Annotated[float, typer.Option(min=0.001, help="Larger request bodies get 413.")] = 8.0,
 ) -> None:
     """Serve an env over HTTP (one session per episode); use it with agentgym.env_server.RemoteEnv."""
-    import uvicorn
-
-    from agentgym.env_server import create_env_app
+    from agentgym.env_server import serve_env
+    from agentgym.http_guard import InsecureBindError
     from agentgym.registry import UnknownEnvError
 
     try:
-        env_app = create_env_app(env_id, max_sessions=max_sessions)
-    except UnknownEnvError as e:
+        serve_env(env_id, host=host, port=port, token=token, allowed_hosts=tuple(allow_host or ()),
+                  max_sessions=max_sessions, idle_timeout_s=idle_timeout, max_lifetime_s=max_lifetime,
+                  max_body_bytes=int(max_body_mb * 2**20), announce=console.print)
+    except (UnknownEnvError, InsecureBindError) as e:
         fail(str(e))
-    uvicorn.run(env_app, host=host, port=port, log_level="warning")
 
 
 def _mount_subcommands() -> None:

@@ -1,92 +1,89 @@
 """Environments over HTTP: serve any registered env from another process (or a Docker container), and
-use it through `RemoteEnv`, an ordinary `TextEnv` (the rollout engine runs its HTTP calls off the event
-loop like any blocking env).
+use it through `RemoteEnv` (agentgym.remote_env, re-exported here).
 
-Server (`agentgym serve-env ENV_ID`): sessions are created per episode and reaped when idle; a full server
-answers 429 at once instead of hanging; an env that raises answers 500 with the error, never taking the
-server down. Steps run in FastAPI's thread pool, so one slow env does not block the others.
+What a stranger meets (see the README's Security section): every route but ``/health`` needs the bearer
+token (generated and printed at start-up unless given); requests whose Host or Origin is not this
+machine's loopback are refused (DNS rebinding); bodies over the cap get 413; binding beyond loopback
+without a token is refused (agentgym.http_guard).
 
-Client (`RemoteEnv`): a 429 is back-pressure, not a failure: opening a session waits for capacity with
-jittered exponential backoff for up to `capacity_wait_s` (0 = fail at once), so a rollout with more live
-paths than the server has sessions queues instead of crashing. A fork that finds the server full returns
-None at once (the engine then replays), because the forking path holds a slot while it waits.
+Sessions (agentgym.env_sessions) are created per episode; capacity is reserved before an env is built or
+forked, so concurrent requests cannot overshoot `max_sessions`; a full server answers 429 at once. A
+session ends when idle for `idle_timeout_s` or, whatever its client does, after `max_lifetime_s`; a
+background task reaps them. Env work runs in worker threads, never on the event loop, and ``/health`` is
+answered on the loop itself, so it answers while every worker is busy. Client mistakes (bad base64, a
+negative seed, ill-typed options, a busy session) get a 4xx with a message; an env that fails answers 500
+with the error, never taking the server down.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import binascii
 import threading
-import time
-import uuid
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
-import httpx
-from pydantic import BaseModel, ConfigDict
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential, wait_random
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from agentgym.env import EnvLimits, TextEnv
+from agentgym.env_sessions import AtCapacity, NoSession, SessionBusy, SessionTable
+from agentgym.http_guard import GuardMiddleware, HostCheck, check_bind, resolve_token
 from agentgym.registry import make
+from agentgym.remote_env import TOKEN_ENV_VAR, RemoteEnv, RemoteEnvError, ServerAtCapacity
+
+__all__ = ["RemoteEnv", "RemoteEnvError", "ServerAtCapacity", "create_env_app", "serve_env", "TOKEN_ENV_VAR"]
+
+# Errors an env raises when the seed or options it was given are wrong: the client's mistake (400).
+CLIENT_ERRORS = (ValueError, TypeError, KeyError, LookupError)
 
 
 class NewSession(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    seed: int | None = None
+    seed: StrictInt | None = Field(default=None, ge=0, le=2**64 - 1)  # numpy seeds are unsigned
     options: dict[str, Any] | None = None
 
 
 class StepRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    action: str | None = None
-    action_b64: str | None = None  # raw bytes (e.g. invalid UTF-8) travel base64-encoded
-
-
-class _Sessions:
-    def __init__(self, env_id: str, env_kwargs: dict[str, Any], max_sessions: int, idle_timeout_s: float):
-        self.env_id, self.env_kwargs = env_id, env_kwargs
-        self.max_sessions, self.idle_timeout_s = max_sessions, idle_timeout_s
-        self.envs: dict[str, tuple[Any, float]] = {}
-        self.lock = threading.Lock()
-
-    def reap(self) -> None:
-        now = time.monotonic()
-        with self.lock:
-            stale = [sid for sid, (_, seen) in self.envs.items() if now - seen > self.idle_timeout_s]
-            envs = [self.envs.pop(sid)[0] for sid in stale]
-        for env in envs:
-            env.close()
-
-    def add(self, env: Any) -> str:
-        sid = uuid.uuid4().hex
-        with self.lock:
-            self.envs[sid] = (env, time.monotonic())
-        return sid
-
-    def get(self, sid: str) -> Any:
-        with self.lock:
-            if sid not in self.envs:
-                return None
-            env, _ = self.envs[sid]
-            self.envs[sid] = (env, time.monotonic())
-            return env
-
-    def full(self) -> bool:
-        with self.lock:
-            return len(self.envs) >= self.max_sessions
+    action: StrictStr | None = None
+    action_b64: StrictStr | None = None  # raw bytes (e.g. invalid UTF-8) travel base64-encoded
 
 
 def create_env_app(env_id: str, env_kwargs: dict[str, Any] | None = None, max_sessions: int = 64,
-                   idle_timeout_s: float = 600.0) -> Any:
-    from fastapi import FastAPI, HTTPException
+                   idle_timeout_s: float = 600.0, max_lifetime_s: float = 3600.0, *, token: str | None,
+                   bind_host: str = "127.0.0.1", allowed_hosts: tuple[str, ...] = (),
+                   max_body_bytes: int = 8 * 2**20) -> Any:
+    """The env server as an ASGI app. `token=None` disables the token (loopback-only use, e.g. inside a
+    container whose port is not published); `serve_env` always has one."""
+    from fastapi import FastAPI, HTTPException, Request
+    from fastapi.responses import JSONResponse
 
-    sessions = _Sessions(env_id, env_kwargs or {}, max_sessions, idle_timeout_s)
-    make(env_id, **sessions.env_kwargs).close()  # fail at start-up, not on the first request
-    app = FastAPI(title=f"agentgym env server: {env_id}")
+    kwargs = dict(env_kwargs or {})
+    probe = make(env_id, **kwargs)  # fail at start-up, not on the first request
+    # An env whose instances share unsafe state (contract: thread_safe=False) gets one call at a time.
+    env_calls = nullcontext() if getattr(probe.unwrapped, "thread_safe", True) else threading.Lock()
+    probe.close()
+    sessions = SessionTable(max_sessions, idle_timeout_s, max_lifetime_s)
 
-    def session(sid: str) -> Any:
-        env = sessions.get(sid)
-        if env is None:
-            raise HTTPException(404, f"no session {sid!r} (closed or reaped after {idle_timeout_s:g} s idle)")
-        return env
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        import anyio.to_thread
+
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = max(limiter.total_tokens, max_sessions + 8)  # a step per session can run
+        reaper = asyncio.create_task(_reap_forever(sessions, min(idle_timeout_s, max_lifetime_s)))
+        try:
+            yield
+        finally:
+            reaper.cancel()
+            await asyncio.to_thread(sessions.close_all)  # no sandbox outlives the server
+
+    app = FastAPI(title=f"agentgym env server: {env_id}", lifespan=lifespan)
+    app.state.sessions = sessions
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}: {exc}"[:2000]}, status_code=500)
 
     def describe(env: Any) -> dict[str, Any]:
         return {"system_prompt": env.system_prompt() if hasattr(env, "system_prompt") else None,
@@ -94,141 +91,106 @@ def create_env_app(env_id: str, env_kwargs: dict[str, Any] | None = None, max_se
                 "limits": env.limits.model_dump() if hasattr(env, "limits") else None}
 
     @app.get("/health")
-    def health() -> dict[str, Any]:
-        return {"status": "ok", "env_id": env_id, "sessions": len(sessions.envs), "max_sessions": max_sessions}
+    async def health() -> dict[str, Any]:  # on the event loop: answers while every worker thread is busy
+        return {"status": "ok", "env_id": env_id, **sessions.stats(), "max_sessions": max_sessions,
+                "idle_timeout_s": idle_timeout_s, "max_lifetime_s": max_lifetime_s}
 
     @app.post("/sessions")
     def create(req: NewSession) -> dict[str, Any]:
         sessions.reap()
-        if sessions.full():
-            raise HTTPException(429, f"server at capacity ({max_sessions} sessions)")
-        env = make(env_id, **sessions.env_kwargs)
-        try:
-            obs, info = env.reset(seed=req.seed, options=req.options)
-        except Exception as e:
-            env.close()
-            raise HTTPException(500, f"reset failed: {type(e).__name__}: {e}") from None
-        return {"session_id": sessions.add(env), "observation": obs, "info": info, **describe(env)}
+        with _http_errors(), sessions.reserve() as slot:
+            env = make(env_id, **kwargs)
+            try:
+                with env_calls:
+                    obs, info = env.reset(seed=req.seed, options=req.options)
+            except CLIENT_ERRORS as e:
+                env.close()
+                raise HTTPException(400, f"reset rejected seed={req.seed!r} / options: {type(e).__name__}: {e}"[:2000]) \
+                    from None
+            except Exception as e:
+                env.close()
+                raise HTTPException(500, f"reset failed: {type(e).__name__}: {e}"[:2000]) from None
+            return {"session_id": slot.fill(env), "observation": obs, "info": info, **describe(env)}
 
     @app.post("/sessions/{sid}/step")
     def step(sid: str, req: StepRequest) -> dict[str, Any]:
-        env = session(sid)
-        action: str | bytes = base64.b64decode(req.action_b64) if req.action_b64 is not None else (req.action or "")
-        try:
-            obs, reward, terminated, truncated, info = env.step(action)
-        except Exception as e:
-            raise HTTPException(500, f"step failed: {type(e).__name__}: {e}") from None
+        action = _action(req)
+        with _http_errors(), sessions.use(sid) as s:
+            if getattr(s.env, "_done", False):
+                raise HTTPException(409, "the episode has ended; open a new session (POST /sessions)")
+            try:
+                with env_calls:
+                    obs, reward, terminated, truncated, info = s.env.step(action)
+            except Exception as e:
+                raise HTTPException(500, f"step failed: {type(e).__name__}: {e}"[:2000]) from None
         return {"observation": obs, "reward": reward, "terminated": terminated, "truncated": truncated, "info": info}
 
     @app.post("/sessions/{sid}/fork")
     def fork(sid: str) -> dict[str, Any]:
-        if sessions.full():
-            raise HTTPException(429, f"server at capacity ({max_sessions} sessions)")
-        copy = session(sid).fork() if hasattr(session(sid), "fork") else None
-        if copy is None:
-            raise HTTPException(409, f"{env_id} cannot fork; replay the actions in a new session instead")
-        return {"session_id": sessions.add(copy)}
+        with _http_errors(), sessions.reserve() as slot, sessions.use(sid) as s:
+            with env_calls:
+                copy = s.env.fork() if hasattr(s.env, "fork") else None
+            if copy is None:
+                raise HTTPException(409, f"{env_id} cannot fork; replay the actions in a new session instead")
+            return {"session_id": slot.fill(copy)}
 
     @app.delete("/sessions/{sid}")
     def close(sid: str) -> dict[str, Any]:
-        with sessions.lock:
-            entry = sessions.envs.pop(sid, None)
-        if entry:
-            entry[0].close()
-        return {"closed": entry is not None}
+        return {"closed": sessions.close(sid)}
 
-    return app
+    return GuardMiddleware(app, HostCheck(bind_host, allowed_hosts), token, max_body_bytes)
 
 
-class RemoteEnvError(RuntimeError):
-    pass
+class _http_errors:
+    """Session-table refusals as HTTP answers: full -> 429, gone -> 404, busy -> 409."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        from fastapi import HTTPException
+
+        status = {AtCapacity: 429, NoSession: 404, SessionBusy: 409}.get(type(exc))  # type: ignore[arg-type]
+        if status is not None:
+            raise HTTPException(status, str(exc)) from None
 
 
-class ServerAtCapacity(RemoteEnvError):
-    """The env server answered 429: every session slot is taken."""
+def _action(req: StepRequest) -> str | bytes:
+    from fastapi import HTTPException
+
+    if (req.action is None) == (req.action_b64 is None):
+        raise HTTPException(400, "send exactly one of 'action' (text) and 'action_b64' (base64 bytes)")
+    if req.action_b64 is None:
+        return req.action or ""
+    try:
+        return base64.b64decode(req.action_b64, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise HTTPException(400, f"action_b64 is not valid base64: {e}") from None
 
 
-class RemoteEnv(TextEnv):
-    """A client for `create_env_app`: looks like the env it serves, one HTTP session per episode."""
+async def _reap_forever(sessions: SessionTable, shortest_timeout_s: float) -> None:
+    interval = min(30.0, max(0.2, shortest_timeout_s / 4))
+    while True:
+        await asyncio.sleep(interval)
+        await asyncio.to_thread(sessions.reap)
 
-    def __init__(self, base_url: str, timeout_s: float = 120.0, capacity_wait_s: float = 120.0):
-        super().__init__()
-        self.base_url = base_url.rstrip("/")
-        self.timeout_s, self.capacity_wait_s = timeout_s, capacity_wait_s
-        self.client = httpx.Client(base_url=self.base_url, timeout=timeout_s)
-        self.session_id: str | None = None
-        self._system_prompt: str | None = None
-        self._stop_strings: list[str] = []
 
-    def _open(self, path: str, **kw: Any) -> dict[str, Any]:
-        """POST that takes a session slot, waiting out a full server for up to `capacity_wait_s`."""
-        retrying = Retrying(retry=retry_if_exception_type(ServerAtCapacity), reraise=True,
-                            stop=stop_after_delay(self.capacity_wait_s),
-                            wait=wait_exponential(multiplier=0.05, max=2.0) + wait_random(0, 0.1))
-        try:
-            return retrying(self._call, "POST", path, **kw)
-        except ServerAtCapacity as e:
-            raise RemoteEnvError(f"{e} (waited {self.capacity_wait_s:g}s for a free session)") from None
+def serve_env(env_id: str, host: str = "127.0.0.1", port: int = 8100, token: str | None = None,
+              allowed_hosts: tuple[str, ...] = (), max_sessions: int = 64, idle_timeout_s: float = 600.0,
+              max_lifetime_s: float = 3600.0, max_body_bytes: int = 8 * 2**20,
+              announce: Any = print) -> None:
+    """Run the env server until interrupted. Without a token one is generated and announced (loopback
+    only: binding beyond loopback needs a token given on purpose)."""
+    import uvicorn
 
-    def _call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
-        try:
-            response = self.client.request(method, path, **kw)
-        except httpx.TransportError as e:
-            raise RemoteEnvError(f"env server {self.base_url} unreachable: {type(e).__name__}: {e}") from e
-        if response.status_code == 429:
-            raise ServerAtCapacity(f"env server {self.base_url} answered 429: {response.text[:300]}")
-        if response.status_code >= 400:
-            raise RemoteEnvError(f"env server {self.base_url} answered {response.status_code}: {response.text[:300]}")
-        return response.json()
-
-    def system_prompt(self) -> str | None:
-        return self._system_prompt
-
-    def stop_strings(self) -> list[str]:
-        return self._stop_strings
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        self._end_session()
-        data = self._open("/sessions", json={"seed": seed, "options": options})
-        self.session_id = data["session_id"]
-        self._system_prompt, self._stop_strings = data["system_prompt"], data["stop_strings"]
-        if data.get("limits"):
-            self.limits = EnvLimits(**data["limits"])
-        return data["observation"], data["info"]
-
-    def step(self, action: str | bytes):
-        if self.session_id is None:
-            raise RuntimeError("step() before reset()")
-        body = {"action_b64": base64.b64encode(action).decode()} if isinstance(action, (bytes, bytearray)) \
-            else {"action": action}
-        d = self._call("POST", f"/sessions/{self.session_id}/step", json=body)
-        return d["observation"], d["reward"], d["terminated"], d["truncated"], d["info"]
-
-    can_fork = True  # the server forks the session (or this returns None and the engine replays)
-
-    def fork(self) -> RemoteEnv | None:
-        if self.session_id is None:
-            return None
-        try:
-            # One try, no waiting: the caller holds a session while it forks, so waiting here could
-            # deadlock a full server; on None the engine replays the actions in a fresh env instead,
-            # whose reset waits for capacity without holding a slot.
-            data = self._call("POST", f"/sessions/{self.session_id}/fork")
-        except RemoteEnvError:
-            return None
-        copy = RemoteEnv(self.base_url, self.timeout_s, self.capacity_wait_s)
-        copy.session_id, copy.limits = data["session_id"], self.limits
-        copy._system_prompt, copy._stop_strings = self._system_prompt, self._stop_strings
-        return copy
-
-    def _end_session(self) -> None:
-        if self.session_id is not None:
-            try:
-                self._call("DELETE", f"/sessions/{self.session_id}")
-            except RemoteEnvError:
-                pass  # the server may have reaped it or gone away; nothing left to free here
-            self.session_id = None
-
-    def close(self) -> None:
-        self._end_session()
-        self.client.close()
+    token, generated = resolve_token(token, TOKEN_ENV_VAR)
+    check_bind(host, None if generated else token, "agentgym serve-env")
+    app = create_env_app(env_id, max_sessions=max_sessions, idle_timeout_s=idle_timeout_s,
+                         max_lifetime_s=max_lifetime_s, token=token, bind_host=host, allowed_hosts=allowed_hosts,
+                         max_body_bytes=max_body_bytes)
+    shown = host if ":" not in host else f"[{host}]"
+    announce(f"env server for {env_id} on http://{shown}:{port}")
+    if generated:
+        announce(f"token: {token}\n(use RemoteEnv(url, token=...) or export {TOKEN_ENV_VAR}=...; "
+                 "pass --token to choose it)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -51,20 +51,33 @@ class ToolCallParser(Protocol):
     def describe(self, tool_schemas: list[dict]) -> str: ...
 
 
-_BOXED = re.compile(r"\\boxed\{")
+_BRACE = re.compile(r"[{}]")
 
 
 def extract_boxed(text: str) -> str | None:
     """Content of the last ``\\boxed{...}``, with nested braces balanced; None if there is none."""
-    starts = [m.end() for m in _BOXED.finditer(text)]
-    if not starts:
+    start = text.rfind("\\boxed{")
+    if start < 0:
         return None
-    i = starts[-1]
-    depth, j = 1, i
-    while j < len(text) and depth:
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        j += 1
-    return text[i : j - 1] if depth == 0 else None
+    i, depth = start + len("\\boxed{"), 1
+    for brace in _BRACE.finditer(text, i):  # visits braces only: linear, and fast on long digit runs
+        depth += 1 if brace.group() == "{" else -1
+        if depth == 0:
+            return text[i : brace.start()]
+    return None
+
+
+def tag_bodies(text: str, open_tag: str, close_tag: str):
+    """The bodies of ``open_tag…close_tag`` pairs, left to right, each ending at the first close after its
+    open (what the lazy pattern ``open(.*?)close`` finds, in linear time: that pattern rescans the rest
+    of the text from every unclosed open tag)."""
+    pos = 0
+    while (i := text.find(open_tag, pos)) >= 0:
+        j = text.find(close_tag, i + len(open_tag))
+        if j < 0:
+            return
+        yield text[i + len(open_tag) : j]
+        pos = j + len(close_tag)
 
 
 class XMLTagParser:
@@ -137,7 +150,7 @@ def _json_object_or_text(body: str) -> dict[str, Any] | str:
     if stripped.startswith("{"):
         try:
             value = json.loads(stripped)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # also a >4300-digit integer, or nesting too deep
             return body
         if isinstance(value, dict):
             return value
@@ -152,13 +165,11 @@ class HermesJSONParser:
     """
 
     name = "hermes"
-    _CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.S)
 
     def __init__(self, tool_names: list[str], answer_tag: str = "answer", bare_text_is_answer: bool = False):
         self.tool_names = list(tool_names)
         self.answer_tag = answer_tag
         self.bare_text_is_answer = bare_text_is_answer
-        self._answer = re.compile(rf"<{re.escape(answer_tag)}>(.*?)</{re.escape(answer_tag)}>", re.S)
 
     def stop_strings(self) -> list[str]:
         return ["</tool_call>", f"</{self.answer_tag}>"]
@@ -168,8 +179,7 @@ class HermesJSONParser:
         if text.count("<tool_call>") != text.count("</tool_call>"):
             out.errors.append(ParseError("parse_error", "A <tool_call> was opened but not closed with </tool_call>."))
             return out
-        for m in self._CALL.finditer(text):
-            body = m.group(1)
+        for body in tag_bodies(text, "<tool_call>", "</tool_call>"):
             if "<tool_call>" in body:
                 out.errors.append(ParseError("parse_error", "<tool_call> blocks cannot be nested."))
                 return out
@@ -178,9 +188,9 @@ class HermesJSONParser:
                 out.errors.append(err)
             elif call:
                 out.calls.append(call)
-        answer = self._answer.search(text)
-        if answer:
-            out.answer = answer.group(1).strip()
+        answer = next(tag_bodies(text, f"<{self.answer_tag}>", f"</{self.answer_tag}>"), None)
+        if answer is not None:
+            out.answer = answer.strip()
         elif self.bare_text_is_answer and not out.calls and not out.errors and text.strip():
             out.answer = text.strip()
         return out
@@ -191,13 +201,15 @@ class HermesJSONParser:
         except json.JSONDecodeError as e:
             return None, ParseError("parse_error", f"The tool call is not valid JSON ({e.msg} at line {e.lineno} "
                                     f"column {e.colno}). Write {{\"name\": ..., \"arguments\": {{...}}}}.")
+        except (ValueError, RecursionError) as e:  # a >4300-digit integer, or nesting too deep
+            return None, ParseError("parse_error", f"The tool call's JSON cannot be read ({str(e)[:80]}).")
         if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
             return None, ParseError("parse_error", 'The tool call must be a JSON object with a string "name".')
         args = obj.get("arguments", {})
         if isinstance(args, str):  # some models double-encode arguments
             try:
                 args = json.loads(args)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 return None, ParseError("parse_error", '"arguments" must be a JSON object.')
         if not isinstance(args, dict):
             return None, ParseError("parse_error", '"arguments" must be a JSON object.')

@@ -43,11 +43,22 @@ class Generation:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+class GenerationCancelled(RuntimeError):
+    """`generate` stopped early because its `cancel` event was set (client gone, deadline, shutdown)."""
+
+    def __init__(self, steps: int):
+        super().__init__(f"generation cancelled after {steps} decoding steps")
+        self.steps = steps
+
+
 class Policy(ABC):
     """A text-generation backend. `tokenizer` is a Hugging Face tokenizer for the model's vocabulary."""
 
     tokenizer: Any
     version: int = 0  # bumped on every weight update, stored in each turn
+    # True if `generate(requests, cancel=event)` checks `event` (a threading.Event) at every token and
+    # raises `GenerationCancelled` once it is set: a server can then stop work nobody waits for.
+    supports_cancel: bool = False
 
     @abstractmethod
     def generate(self, requests: list[GenerationRequest]) -> list[Generation]:

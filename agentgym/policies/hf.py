@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentgym.policies.base import Generation, GenerationRequest, Policy, SamplingParams, cut_at_stop
+from agentgym.policies.base import (Generation, GenerationCancelled, GenerationRequest, Policy, SamplingParams,
+                                   cut_at_stop)
 
 
 class _TokenStatsRecorder:
@@ -39,9 +40,23 @@ class _TokenStatsRecorder:
         return scores
 
 
+class _CancelCheck:
+    """StoppingCriteria: ends `model.generate` at the next token once the event is set."""
+
+    def __init__(self, event: Any):
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
 class HFPolicy(Policy):
     """A transformers causal LM. The same model object can be shared with the trainer (weights update in place;
     call `bump_version()` after each optimiser step)."""
+
+    supports_cancel = True
 
     def __init__(self, model: Any, tokenizer: Any, max_batch_size: int = 32, max_batch_tokens: int = 16384):
         self.model = model
@@ -70,7 +85,8 @@ class HFPolicy(Policy):
     def bump_version(self) -> None:
         self.version += 1
 
-    def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
+    def generate(self, requests: list[GenerationRequest], cancel: Any = None) -> list[Generation]:
+        """`cancel`: a threading.Event checked at every token; once set, `GenerationCancelled` is raised."""
         out: list[Generation | None] = [None] * len(requests)
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):  # one generate() call per distinct sampling setting
@@ -78,7 +94,7 @@ class HFPolicy(Policy):
             groups.setdefault((p.temperature, p.top_p, p.stop, p.max_new_tokens), []).append(i)
         for idxs in groups.values():
             for chunk in self._chunks(sorted(idxs, key=lambda i: len(requests[i].prompt_ids)), requests):
-                for i, g in zip(chunk, self._generate_batch([requests[i] for i in chunk])):
+                for i, g in zip(chunk, self._generate_batch([requests[i] for i in chunk], cancel)):
                     out[i] = g
         return out  # type: ignore[return-value]
 
@@ -94,10 +110,12 @@ class HFPolicy(Policy):
             current.append(i)
         return chunks + ([current] if current else [])
 
-    def _generate_batch(self, requests: list[GenerationRequest]) -> list[Generation]:
+    def _generate_batch(self, requests: list[GenerationRequest], cancel: Any = None) -> list[Generation]:
         import torch
-        from transformers import LogitsProcessorList
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
+        if cancel is not None and cancel.is_set():
+            raise GenerationCancelled(0)
         params: SamplingParams = requests[0].params
         pad = self.tokenizer.pad_token_id
         width = max(len(r.prompt_ids) for r in requests)
@@ -116,9 +134,13 @@ class HFPolicy(Policy):
             gen_kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
         if params.stop:
             gen_kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        if cancel is not None:
+            gen_kwargs.update(stopping_criteria=StoppingCriteriaList([_CancelCheck(cancel)]))
         with torch.no_grad():
             result = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **gen_kwargs)
         seqs = result.sequences[:, width:].cpu()
+        if cancel is not None and cancel.is_set():
+            raise GenerationCancelled(seqs.shape[1])
         if seqs.shape[1] > len(recorder.logprobs):  # the last sampled token: its log-prob is still pending
             recorder.collect(seqs[:, len(recorder.logprobs)].to(recorder.prev_logp.device))
         logprobs = torch.stack(recorder.logprobs, 1).cpu() if recorder.logprobs else torch.zeros(len(requests), 0)

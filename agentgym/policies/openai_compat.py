@@ -10,6 +10,7 @@ answers garbage produces a `PolicyServerError` that says which of those happened
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import httpx
@@ -38,6 +39,7 @@ class OpenAICompatPolicy(Policy):
         self.model = model or "default"
         self.top_logprobs = top_logprobs
         self.version = 0
+        api_key = api_key or os.environ.get("AGENTGYM_SERVE_TOKEN")  # `agentgym serve --token`'s variable
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(base_url=self.base_url, timeout=timeout_s, headers=headers)
         self._post = retry(retry=retry_if_exception(_retryable), stop=stop_after_attempt(max_attempts),

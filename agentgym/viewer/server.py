@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import ValidationError
 
+from agentgym.http_guard import LOOPBACK_NAMES, HostCheck
 from agentgym.store import TrajectoryFileError
 from agentgym.viewer.index import RunIndex
 from agentgym.viewer.metrics import read_metrics
@@ -27,7 +28,7 @@ from agentgym.viewer.tokens import TokenizerChoice, choose_tokenizer
 from agentgym.viewer.treeview import sibling_diff, tree_json
 
 STATIC_DIR = Path(__file__).parent / "static"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+LOOPBACK = LOOPBACK_NAMES
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 MAX_PAGE = 500
@@ -101,7 +102,7 @@ class Viewer:
 _TREE = re.compile(r"^/api/tree/(\d+)(/diff)?$")
 
 
-def make_handler(viewer: Viewer, allowed_hosts: set[str]) -> type[BaseHTTPRequestHandler]:
+def make_handler(viewer: Viewer, host_check: HostCheck) -> type[BaseHTTPRequestHandler]:
     static_files = {p.name: p for p in STATIC_DIR.iterdir() if p.suffix in (".html", ".js", ".css")}
 
     class Handler(BaseHTTPRequestHandler):
@@ -111,8 +112,10 @@ def make_handler(viewer: Viewer, allowed_hosts: set[str]) -> type[BaseHTTPReques
             pass  # a request log per page load is noise in the terminal the user launched us from
 
         def do_GET(self) -> None:
-            if self.headers.get("Host", "") not in allowed_hosts:
+            if not host_check.host_ok(self.headers.get("Host")):
                 return self._send(403, b"forbidden host", "text/plain")
+            if not host_check.origin_ok(self.headers.get("Origin")):
+                return self._send(403, b"forbidden origin", "text/plain")
             url = urlsplit(self.path)
             params = parse_qs(url.query)
             try:
@@ -177,8 +180,7 @@ class ViewerServer:
         self.viewer = Viewer(path)
         self.httpd = _Server((host, port), BaseHTTPRequestHandler)
         self.port = self.httpd.server_address[1]
-        hosts = {f"{name}:{self.port}" for name in ("127.0.0.1", "localhost", "[::1]")}
-        self.httpd.RequestHandlerClass = make_handler(self.viewer, hosts)
+        self.httpd.RequestHandlerClass = make_handler(self.viewer, HostCheck(host))
         self._thread: threading.Thread | None = None
 
     @property

@@ -34,6 +34,13 @@ _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
 _UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 _FUNCS = {"sqrt": math.sqrt, "abs": abs, "round": round}
+# Integers stay below 2**MAX_BITS (~3,000 digits): big-int arithmetic holds the GIL, so one unbounded
+# `(9**99)**99**...` would freeze every thread of the process (an env server's other sessions with it).
+MAX_BITS = 10_000
+
+
+def _bits(x: float) -> int:
+    return abs(x).bit_length() if isinstance(x, int) else 0
 
 
 def _evaluate(node: ast.AST) -> float:
@@ -43,11 +50,17 @@ def _evaluate(node: ast.AST) -> float:
         left, right = _evaluate(node.left), _evaluate(node.right)
         if isinstance(node.op, ast.Pow) and abs(right) > 100:
             raise ToolError("Exponent too large (limit 100).")
+        size = _bits(left) * abs(int(right)) if isinstance(node.op, ast.Pow) else _bits(left) + _bits(right)
+        if size > MAX_BITS and isinstance(node.op, (ast.Pow, ast.Mult)):
+            raise ToolError(f"Result too large (integers up to 2**{MAX_BITS}).")
         return _BINARY[type(node.op)](left, right)
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_evaluate(node.operand))
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS and not node.keywords:
-        return _FUNCS[node.func.id](*[_evaluate(a) for a in node.args])
+        args = [_evaluate(a) for a in node.args]
+        if node.func.id == "round" and len(args) == 2 and abs(args[1]) > 100:  # round(x, -10**9) computes 10**10**9
+            raise ToolError("round() takes at most 100 digits.")
+        return _FUNCS[node.func.id](*args)
     raise ToolError(f"Unsupported expression element: {ast.dump(node)[:60]}. Use numbers, + - * / // % ** "
                     "and sqrt/abs/round.")
 

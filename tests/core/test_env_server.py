@@ -13,13 +13,16 @@ from agentgym.rollout import RolloutConfig, RolloutEngine
 uvicorn = pytest.importorskip("uvicorn")
 from agentgym.env_server import RemoteEnv, RemoteEnvError, create_env_app  # noqa: E402
 
+TOKEN = "test-token-for-the-env-server"
+
 
 @pytest.fixture
-def server_url():
+def server_url(monkeypatch):
+    monkeypatch.setenv("AGENTGYM_ENV_TOKEN", TOKEN)  # how RemoteEnv finds the token when not given one
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = create_env_app("agentgym/Calculator-v0", max_sessions=4)
+    app = create_env_app("agentgym/Calculator-v0", max_sessions=4, token=TOKEN)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
