@@ -50,6 +50,7 @@ INSTRUCTIONS = """You operate a web page to accomplish the task it states. Each 
 STATE_JS = """() => ({done: WOB_DONE_GLOBAL, reward: WOB_REWARD_GLOBAL, raw: WOB_RAW_REWARD_GLOBAL,
                     reason: WOB_REWARD_REASON === null ? null : String(WOB_REWARD_REASON)})"""
 START_JS = """([seed, maxTime, attr]) => {
+  if (document.activeElement && document.activeElement.blur) document.activeElement.blur();  // as on a fresh page
   Math.seedrandom(seed);
   core.EPISODE_MAX_TIME = maxTime;
   core.startEpisodeReal();
@@ -135,7 +136,9 @@ class MiniWoBEnv(TextEnv):
         page = self._page
         shown = parse_elements(await page.evaluate(SNAPSHOT_JS))
         state = await page.evaluate(STATE_JS)
-        png = await page.screenshot(type="png", clip=TASK_AREA) if self.screenshots or self.render_mode == "rgb_array" else None
+        png = None
+        if self.screenshots or self.render_mode == "rgb_array":
+            png = await page.screenshot(type="png", clip=TASK_AREA)
         return shown, state, png
 
     # ---- episodes -----------------------------------------------------------------------------------

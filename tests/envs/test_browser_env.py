@@ -185,6 +185,19 @@ def test_same_seed_same_task_instance_different_seeds_differ(env):
     assert tasks == set(DEFAULT_TASKS)
 
 
+def test_a_reused_page_starts_the_same_episode_as_a_fresh_one(env):
+    """Resets reuse the loaded page; replays (branching, --reexecute) start from a fresh env: same episode."""
+    fresh = MiniWoBEnv(reload=True)  # every reset loads the page, as a fresh env's first reset does
+    try:
+        for task in DEFAULT_TASKS:
+            run(env, 1, task=task)  # an episode played to its end on the page first
+            reused_obs, _ = env.reset(seed=2, options={"task": task})
+            fresh_obs, _ = fresh.reset(seed=2, options={"task": task})
+            assert reused_obs == fresh_obs, task
+    finally:
+        fresh.close()
+
+
 def test_screenshots_only_when_asked_and_they_show_the_task_area():
     from PIL import Image
 
