@@ -38,6 +38,8 @@ BUILTIN_ENVS: dict[str, tuple[str, dict[str, Any]]] = {
     "agentgym/ScienceWorldHermes-v0": ("agentgym.envs.scienceworld:SciWorldEnv", {"tool_format": "hermes"}),
     "agentgym/Android-v0": ("agentgym.envs.android:AndroidEnv", {}),
     "agentgym/AndroidScreenshots-v0": ("agentgym.envs.android:AndroidEnv", {"screenshots": True}),
+    "agentgym/MiniWoB-v0": ("agentgym.envs.browser:MiniWoBEnv", {}),
+    "agentgym/MiniWoBScreenshots-v0": ("agentgym.envs.browser:MiniWoBEnv", {"screenshots": True}),
 }
 
 

@@ -3,8 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages: bubblewrap isolates the Python sandbox; chromium + chromedriver drive the viewer tests;
-# a Java 17 runtime runs ScienceWorld's simulator.
+# System packages: bubblewrap isolates the Python sandbox; chromium (+ chromedriver) drives the viewer tests
+# and the MiniWoB++ browser envs (Playwright launches /usr/bin/chromium); a Java 17 runtime runs ScienceWorld.
 need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver)
