@@ -5,8 +5,10 @@ The value of a context is the gold answer's mean token log-prob when it follows 
 prefix. A node's "before" context is `context_ids(node)` (what the policy saw before its turn); its "after"
 context is the context of its children (they all share it: an ARPO branch re-samples the child's turn from
 the same context), so every value is a value of some node's context and a tree needs one per distinct
-context. `batched_values` scores every distinct context of a batch of trees in ONE scorer call (a prefix
-shared by several branches is scored once; the backend batches the pairs into forward passes);
+context. `batched_values` scores a tree in ONE forward pass when the scorer is a Hugging Face policy's
+(tree_pass.py: every node's context computed once, a prefix shared by branches once, one gold-answer copy
+per node); with other backends, every distinct context of the step's trees goes in ONE scorer call (a
+server with prefix caching reuses the shared prefixes);
 `naive_information_gain` scores each turn of each trajectory on its own, two calls per turn, as the
 reference code's default path does. Both give the same numbers (tests/trainers/test_igpo.py).
 """
@@ -17,6 +19,7 @@ import math
 from typing import Any
 
 from agentgym.trainers.pieces import Scorer
+from agentgym.trainers.tree_pass import model_of, tree_pass_values, usable
 from agentgym.trajectory import TrajectoryTree
 
 
@@ -50,20 +53,28 @@ def scored_nodes(tree: TrajectoryTree, leaves: list[int]) -> list[int]:
 
 
 def batched_values(trees: list[TrajectoryTree], leaves: list[list[int]], scorer: Scorer, tokenizer: Any,
-                   answer_prefix: str) -> list[dict[int, float]]:
-    """Per tree: node id -> value of the context before that node's turn, for every node on the paths."""
+                   answer_prefix: str, tree_pass: bool = True) -> list[dict[int, float]]:
+    """Per tree: node id -> value of the context before that node's turn, for every node on the paths. With
+    a Hugging Face policy's scorer, one forward pass per tree (tree_pass.py); otherwise (or with
+    ``tree_pass=False``) all distinct contexts of all trees in one scorer call."""
     prefix = encode(tokenizer, answer_prefix)
+    model = model_of(scorer) if tree_pass else None
     pairs: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}  # distinct (context, gold) -> pair index
     keys: list[dict[int, tuple]] = []
-    for tree, tree_leaves in zip(trees, leaves):
+    direct: dict[int, dict[int, float]] = {}  # tree index -> values from its one tree pass
+    for i, (tree, tree_leaves) in enumerate(zip(trees, leaves)):
         gold = tuple(encode(tokenizer, gold_answer(tree.task)))
         keys.append({})
+        if model is not None and usable(tree) and len(tree_leaves) > 0:
+            direct[i] = tree_pass_values(model, tree, scored_nodes(tree, tree_leaves), prefix, list(gold))
+            continue
         for node in scored_nodes(tree, tree_leaves):
             key = (tuple(tree.context_ids(node) + prefix), gold)
             pairs.setdefault(key, len(pairs))
             keys[-1][node] = key
     scored = scorer([list(c) for c, _ in pairs], [list(g) for _, g in pairs]) if pairs else []
-    return [{node: mean(scored[pairs[key]]) for node, key in k.items()} for k in keys]
+    return [direct[i] if i in direct else {node: mean(scored[pairs[key]]) for node, key in k.items()}
+            for i, k in enumerate(keys)]
 
 
 def gain(before: float, after: float, kind: str) -> float | None:

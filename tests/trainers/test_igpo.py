@@ -148,12 +148,13 @@ def test_real_scorer_gains_are_the_gold_answer_log_prob_increase(tiny_policy, to
 
 
 @pytest.mark.parametrize("kind", ["log_prob_diff", "prob_diff"])
-def test_batched_gain_equals_naive_per_turn_gain(tiny_policy, tokenizer, kind):
+@pytest.mark.parametrize("tree_pass", [True, False], ids=["one-pass-per-tree", "distinct-contexts"])
+def test_batched_gain_equals_naive_per_turn_gain(tiny_policy, tokenizer, kind, tree_pass):
     from agentgym.trainers.info_gain import information_gain
 
     trees = real_trees(tokenizer)
     leaves = [t.leaves() for t in trees]
-    values = batched_values(trees, leaves, tiny_policy.score, tokenizer, "<answer>")
+    values = batched_values(trees, leaves, tiny_policy.score, tokenizer, "<answer>", tree_pass=tree_pass)
     for tree, v, ls in zip(trees, values, leaves):
         batched = information_gain(tree, v, kind)
         naive = naive_information_gain(tree, ls, tiny_policy.score, tokenizer, "<answer>", kind)
