@@ -64,17 +64,21 @@ def tree_pass_values(model: torch.nn.Module, tree: TrajectoryTree, nodes: list[i
         allowed[copies[n]:copies[n] + len(copy), copies[n]:copies[n] + len(copy)] = causal(0, len(copy))
     device = next(model.parameters()).device
     mask = torch.zeros(allowed.shape, dtype=torch.float32).masked_fill(~allowed, torch.finfo(torch.float32).min)
-    with torch.no_grad():
-        logits = model(input_ids=torch.tensor([ids], device=device), attention_mask=mask[None, None].to(device),
-                       position_ids=torch.tensor([pos], device=device)).logits[0]
-    logp = torch.log_softmax(logits.float(), dim=-1).cpu()
-    out = {}
+    rows: dict[int, list[int]] = {}  # node -> the positions whose logits predict its gold tokens
     for n in sorted(nodes):
-        rows = [copies[n] + len(prefix) + j - 1 for j in range(len(gold))]
+        rows[n] = [copies[n] + len(prefix) + j - 1 for j in range(len(gold))]
         if not prefix:  # the first gold token is predicted by the context's last token
-            rows[0] = span[n][1] - 1 if span[n][1] > span[n][0] else span[tree.nodes[n].parent][2] - 1
-        out[n] = float(sum(logp[r, t] for r, t in zip(rows, gold)) / len(gold))
-    return out
+            rows[n][0] = span[n][1] - 1 if span[n][1] > span[n][0] else span[tree.nodes[n].parent][2] - 1
+    wanted = torch.tensor([r for n in sorted(nodes) for r in rows[n]])
+    with torch.no_grad():  # the LM head only on the wanted rows: [tokens x vocabulary] logits would dominate
+        hidden = model.get_decoder()(input_ids=torch.tensor([ids], device=device),
+                                     attention_mask=mask[None, None].to(device),
+                                     position_ids=torch.tensor([pos], device=device)).last_hidden_state[0]
+        logits = model.get_output_embeddings()(hidden[wanted.to(device)])
+    logp = torch.log_softmax(logits.float(), dim=-1).cpu()
+    targets = torch.tensor(gold * len(nodes))
+    picked = logp.gather(-1, targets[:, None]).squeeze(-1).view(len(nodes), len(gold))
+    return {n: float(picked[i].mean()) for i, n in enumerate(sorted(nodes))}
 
 
 def _start_pos(tree: TrajectoryTree, n: int, span: dict, pos: list[int]) -> int:
