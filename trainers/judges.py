@@ -111,8 +111,9 @@ class LLMJudge:
         if key in self.cache:
             return self.cache[key]
         tok = self.policy.tokenizer
-        ids = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True) \
-            if getattr(tok, "chat_template", None) else tok.encode(text)
+        if getattr(tok, "chat_template", None):
+            text = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)
+        ids = tok.encode(text, add_special_tokens=False)
         req = GenerationRequest(list(ids), SamplingParams(max_new_tokens=self.max_new_tokens, temperature=0.0))
         pool = ThreadPoolExecutor(max_workers=1)  # a timed-out call is abandoned, not awaited
         try:
