@@ -13,9 +13,7 @@ trajectory retrieved, and connected to E0 (trainers/judges.py). Then GRPO's grou
 - A judge failure (timeout, backend error, unparsable answer) is kept out of the reward: that trajectory's
   rubric term is the mean of the group's judged terms (1 if none), so it neither gains nor loses against its
   group; the failure is counted by kind (`ctx.state["judge_failures"]`) and stored on the leaf.
-- Rubric components are stored per leaf in `tree.meta["carr"][leaf]` and the leaf's `info["carr"]` (viewer).
-"""
-
+- Rubric components are stored per leaf in `tree.meta["carr"][leaf]` and the leaf's `info["carr"]` (viewer)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -46,7 +44,7 @@ class CGRPOConfig(AlgorithmConfig):
     @model_validator(mode="after")
     def _judge_has_backend(self) -> CGRPOConfig:
         if self.judge == "llm" and not self.judge_policy:
-            raise ValueError("judge_policy is required with judge: llm (e.g. embedded or openai:http://127.0.0.1:8000/v1)")
+            raise ValueError("judge_policy is required with judge: llm (e.g. embedded, openai:http://127.0.0.1:8000/v1)")
         return self
 
 
@@ -93,7 +91,7 @@ class CGRPOCredit:
                     rec["components"] = rubric_components(rubrics, verdict)
                     rec["rubric"] = sum(c["connected"] for c in rec["components"]) / len(rubrics)
             self._combine(recs, bool(rubrics))
-            for node in tree.nodes:
+            for node in tree.nodes:  # only leaves are credited
                 node.credit_reward = None
             for leaf, rec in recs.items():
                 tree.nodes[leaf].credit_reward = rec["reward"]

@@ -144,7 +144,7 @@ def test_bad_config_is_a_clear_error(section, message):
         load_config(algorithm={"name": "cgrpo", **section})
 
 
-@pytest.mark.slow
+@pytest.mark.slow(ci=True)
 def test_cgrpo_trains_two_steps_on_the_web_search_env(tmp_path):
     from agentgym.trainers.rl import RLRun
 

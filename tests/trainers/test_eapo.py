@@ -121,7 +121,7 @@ def test_bad_config_is_a_clear_error(section, message):
         load_config(algorithm={"name": "eapo", **section})
 
 
-@pytest.mark.slow
+@pytest.mark.slow(ci=True)
 def test_eapo_trains_two_steps_on_the_deep_research_workspace(tmp_path):
     from agentgym.trainers.rl import RLRun
 
