@@ -6,7 +6,7 @@ question's gold chain:
     R_i = R_o,i * (1 - lam + lam * R_r,i)                    the released code's flags (`normalize: raw`)
 
 R_o: the env's outcome reward; R_r: the fraction of rubrics identified, supported by a cited page the
-trajectory retrieved, and connected to E0 (trainers/judges.py). Then GRPO's group z-score. Choices where the sources are silent or differ (documented here):
+trajectory retrieved, and connected to E0 (trainers/judges.py). Then GRPO's group z-score. Choices:
 - Only trajectories with R_o > 0 are judged (the paper's finding: rubric reward for wrong answers hurts;
   the code's only-positive branch). The group max is taken over the judged trajectories.
 - A task without rubrics has no rubric term: R = R_o.
@@ -44,7 +44,7 @@ class CGRPOConfig(AlgorithmConfig):
     @model_validator(mode="after")
     def _judge_has_backend(self) -> CGRPOConfig:
         if self.judge == "llm" and not self.judge_policy:
-            raise ValueError("judge_policy is required with judge: llm (e.g. embedded, openai:http://127.0.0.1:8000/v1)")
+            raise ValueError("judge_policy is required with judge: llm (e.g. openai:http://127.0.0.1:8000/v1)")
         return self
 
 

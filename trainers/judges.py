@@ -94,7 +94,8 @@ Example: {{"E0": "Paris", "E1": null, "S1": true, "S2": false}}"""
 
 class LLMJudge:
     def __init__(self, policy: Any, timeout_s: float = 60.0, max_new_tokens: int = 256, page_chars: int = 2000):
-        self.policy, self.timeout_s, self.max_new_tokens, self.page_chars = policy, timeout_s, max_new_tokens, page_chars
+        self.policy, self.timeout_s = policy, timeout_s
+        self.max_new_tokens, self.page_chars = max_new_tokens, page_chars
         self.cache: dict[str, Verdict] = {}
 
     def prompt(self, task: dict[str, Any], response: str, evidence: dict[str, str]) -> str:
@@ -112,7 +113,8 @@ class LLMJudge:
             return self.cache[key]
         tok = self.policy.tokenizer
         if getattr(tok, "chat_template", None):
-            text = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)
+            text = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                           tokenize=False)
         ids = tok.encode(text, add_special_tokens=False)
         req = GenerationRequest(list(ids), SamplingParams(max_new_tokens=self.max_new_tokens, temperature=0.0))
         pool = ThreadPoolExecutor(max_workers=1)  # a timed-out call is abandoned, not awaited

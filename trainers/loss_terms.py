@@ -64,8 +64,9 @@ class NegativeLogLikelihood:
 
 
 class GSPOSurrogate:
-    """GSPO (arXiv 2507.18071; EAPO's loss, reference/algorithms.md §4.4): rho = exp(mean over a sample's trained tokens of log pi/pi_old); -min(rho A, clip(rho) A) per
-    sample (A = the sample's mean token advantage), averaged over the mini-batch's samples."""
+    """GSPO (arXiv 2507.18071; EAPO's loss, reference/algorithms.md §4.4): rho = exp(mean over a sample's
+    trained tokens of log pi/pi_old); -min(rho A, clip(rho) A) per sample (A = the sample's mean token
+    advantage) times its mean truncated importance weight, averaged over the mini-batch's samples."""
 
     name = "policy"
 
