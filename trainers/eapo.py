@@ -16,7 +16,6 @@ No official code exists; where the paper is silent (choices documented here):
   trees drop the same samples on a rerun or resume). The paper drops "<1%, uniformly across trajectories".
 - GSPO's clip range is not reported for EAPO; we use GSPO's own 3e-4 / 4e-4 (loss_terms.GSPOSurrogate).
 """
-
 from __future__ import annotations
 
 import random
