@@ -25,6 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from agentgym.envs.browser.dom import REF_ATTR, Element
+from agentgym.parsing import json_objects
 
 ActionType = Literal["click", "type", "key", "scroll", "select"]
 ACTION_TYPES: tuple[str, ...] = ActionType.__args__  # type: ignore[attr-defined]
@@ -72,20 +73,6 @@ class Action(BaseModel):
         return json.dumps(self.model_dump(exclude_none=True), ensure_ascii=False)
 
 
-def _json_objects(text: str) -> list[dict[str, Any]]:
-    decoder, found, i = json.JSONDecoder(), [], text.find("{")
-    while i >= 0:
-        try:
-            obj, end = decoder.raw_decode(text, i)
-        except json.JSONDecodeError:
-            i = text.find("{", i + 1)
-            continue
-        if isinstance(obj, dict):
-            found.append(obj)
-        i = text.find("{", end)
-    return found
-
-
 _CALL_LINE = re.compile(r"^\s*(?:Action:\s*)?`*((?:%s)\s*\(.*\))`*\s*$" % "|".join(ACTION_TYPES), re.M)
 
 
@@ -116,7 +103,7 @@ def _function_call(text: str) -> dict[str, Any] | None:
 def parse_action(text: str) -> Action:
     """The action in an agent's message, or `ActionError` saying what to fix."""
     raw: dict[str, Any] | None = None
-    objects = _json_objects(text)
+    objects = json_objects(text)
     typed = [o for o in objects if "action_type" in o]
     if typed:
         raw = dict(typed[-1])
