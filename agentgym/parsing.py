@@ -145,6 +145,26 @@ class XMLTagParser:
         return "\n".join(lines)
 
 
+def json_objects(text: str, max_attempts: int = 64) -> list[dict[str, Any]]:
+    """The JSON objects embedded in free text (a model's reasoning around a JSON action), in order.
+
+    Hostile text cannot crash or stall it: a candidate that is not valid JSON, nests too deeply or holds an
+    integer beyond Python's digit limit is skipped, and at most `max_attempts` opening braces are tried (a
+    failed decode can scan to the end of the text, so an unbounded search is quadratic)."""
+    decoder, found, i, attempts = json.JSONDecoder(), [], text.find("{"), 0
+    while i >= 0 and attempts < max_attempts:
+        attempts += 1
+        try:
+            obj, end = decoder.raw_decode(text, i)
+        except (ValueError, RecursionError):
+            i = text.find("{", i + 1)
+            continue
+        if isinstance(obj, dict):
+            found.append(obj)
+        i = text.find("{", end)
+    return found
+
+
 def _json_object_or_text(body: str) -> dict[str, Any] | str:
     stripped = body.strip()
     if stripped.startswith("{"):

@@ -34,8 +34,12 @@ BUILTIN_ENVS: dict[str, tuple[str, dict[str, Any]]] = {
     "agentgym/WebSearch-v0": ("agentgym.envs.web_search:WebSearchEnv", {}),
     "agentgym/DeepResearch-v0": ("agentgym.envs.deep_research:DeepResearchEnv", {}),
     "agentgym/DeepResearchReAct-v0": ("agentgym.envs.deep_research:DeepResearchReActEnv", {}),
+    "agentgym/ScienceWorld-v0": ("agentgym.envs.scienceworld:SciWorldEnv", {}),
+    "agentgym/ScienceWorldHermes-v0": ("agentgym.envs.scienceworld:SciWorldEnv", {"tool_format": "hermes"}),
     "agentgym/Android-v0": ("agentgym.envs.android:AndroidEnv", {}),
     "agentgym/AndroidScreenshots-v0": ("agentgym.envs.android:AndroidEnv", {"screenshots": True}),
+    "agentgym/MiniWoB-v0": ("agentgym.envs.browser:MiniWoBEnv", {}),
+    "agentgym/MiniWoBScreenshots-v0": ("agentgym.envs.browser:MiniWoBEnv", {"screenshots": True}),
 }
 
 

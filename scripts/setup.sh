@@ -3,10 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages: bubblewrap isolates the Python sandbox; chromium + chromedriver drive the viewer tests.
+# System packages: bubblewrap isolates the Python sandbox; chromium (+ chromedriver) drives the viewer tests
+# and the MiniWoB++ browser envs (Playwright launches /usr/bin/chromium); a Java 17 runtime runs ScienceWorld.
 need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver)
+command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -63,6 +63,27 @@ class NegativeLogLikelihood:
         return nll / b.total_tokens, {"nll": float(nll.detach())}
 
 
+class GSPOSurrogate:
+    """GSPO (arXiv 2507.18071; EAPO's loss, reference/algorithms.md §4.4): rho = exp(mean over a sample's
+    trained tokens of log pi/pi_old); -min(rho A, clip(rho) A) per sample (A = the sample's mean token
+    advantage) times its mean truncated importance weight, averaged over the mini-batch's samples."""
+
+    name = "policy"
+
+    def __init__(self, clip_low: float, clip_high: float):
+        self.clip_low, self.clip_high = clip_low, clip_high
+
+    def __call__(self, b: LossBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        n = b.mask.sum(-1).clamp(min=1)
+        rho = torch.exp(((b.logp - b.old_logp) * b.mask).sum(-1) / n)
+        adv = (b.advantages * b.mask).sum(-1) / n
+        w = (b.is_weight * b.mask).sum(-1) / n
+        clipped_rho = rho.clamp(1 - self.clip_low, 1 + self.clip_high)
+        per_seq = -torch.minimum(rho * adv, clipped_rho * adv) * w * (b.mask.sum(-1) > 0)
+        clipped = ((rho * adv) > (clipped_rho * adv)).float() * b.mask.sum(-1)
+        return per_seq.sum() / b.total_sequences, {"clip_frac": float(clipped.sum())}
+
+
 def rl_terms(cfg: TrainerConfig) -> list:
     """The default RL loss: the clipped surrogate, plus the KL penalty when `trainer.kl_coef` > 0."""
     terms: list = [ClippedSurrogate.from_config(cfg)]

@@ -19,6 +19,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from agentgym.envs.android.ui import Node
+from agentgym.parsing import json_objects
 
 ActionType = Literal["click", "double_tap", "long_press", "input_text", "keyboard_enter", "navigate_back",
                      "navigate_home", "scroll", "swipe", "open_app", "wait", "answer", "status"]
@@ -61,23 +62,9 @@ class Action(BaseModel):
         return json.dumps(self.model_dump(exclude_none=True), ensure_ascii=False)
 
 
-def _json_objects(text: str) -> list[object]:
-    decoder = json.JSONDecoder()
-    found, i = [], text.find("{")
-    while i >= 0:
-        try:
-            obj, end = decoder.raw_decode(text, i)
-        except json.JSONDecodeError:
-            i = text.find("{", i + 1)
-            continue
-        found.append(obj)
-        i = text.find("{", end)
-    return found
-
-
 def parse_action(text: str) -> Action:
     """The action in an agent's message, or `ActionError` saying what to fix."""
-    objects = [o for o in _json_objects(text) if isinstance(o, dict)]
+    objects = [o for o in json_objects(text) if isinstance(o, dict)]
     if not objects:
         raise ActionError(f"No JSON action found. Write one action as a JSON object, e.g. {EXAMPLE}.")
     with_type = [o for o in objects if "action_type" in o]
