@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from agentgym.env import observation_from
+from agentgym.policies.scripted import load_function
 from agentgym.trajectory import Observation, TrajectoryTree, trajectory_tokens
 
 Scorer = Callable[[TrajectoryTree, int], float]
@@ -37,18 +37,8 @@ def make_env(env_id: str) -> Any:
 
 
 def load_scorer(spec: str) -> Scorer:
-    """``"package.module:function"`` -> the function, with a clear error for each way it can be wrong."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"scorer {spec!r} must look like 'package.module:function'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ValueError(f"scorer {spec!r}: cannot import {module_name!r}: {e}") from e
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise ValueError(f"scorer {spec!r}: {module_name} has no function {attr!r}")
-    return fn
+    """``"package.module:function"`` -> the function, with a one-line error for each way it can be wrong."""
+    return load_function(spec, "scorer")
 
 
 def _replay_steps(tree: TrajectoryTree, leaf_id: int, env: Any) -> Iterable[tuple[Any, tuple]]:

@@ -69,7 +69,7 @@ def test_replay_bad_input(tmp_path):
     assert result.exit_code == 1 and "schema version 0" in result.output and "no readable" in result.output
     assert run("replay", bad / "trajectories.jsonl", "--tree", "zzz").exit_code == 2
     assert "judge" not in run("replay", bad / "trajectories.jsonl", "--rescore", "--scorer", "x").output
-    assert "must look like" in run("replay", bad / "trajectories.jsonl", "--rescore", "--scorer", "x").output
+    assert "needs 'module:function'" in run("replay", bad / "trajectories.jsonl", "--rescore", "--scorer", "x").output
 
 
 def test_report_writes_pngs_and_markdown(run_1k, tmp_path):

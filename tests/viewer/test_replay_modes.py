@@ -84,7 +84,7 @@ def test_rescore_with_the_env_and_with_a_function(calc_tree, tmp_path, monkeypat
     assert [(s.rescored, s.error) for s in scores] == [(1.0, None), (0.0, None), (None, "RuntimeError: judge offline")]
     new = rp.apply_scores(calc_tree, scores, "my_judge:strict")
     assert new.meta["rescored"]["by"] == "my_judge:strict" and new.final_rewards == calc_tree.final_rewards
-    for bad, match in [("nocolon", "must look like"), ("no_such_module_xyz:f", "cannot import"),
+    for bad, match in [("nocolon", "needs 'module:function'"), ("no_such_module_xyz:f", "cannot import"),
                        ("json:nope", "no function")]:
         with pytest.raises(ValueError, match=match):
             rp.load_scorer(bad)
