@@ -91,6 +91,17 @@ class Policy(ABC):
         """Async twin of `score`; the default runs it in a worker thread."""
         return await asyncio.to_thread(self.score, context_ids, target_ids, temperature)
 
+    # True if `load_weights` works: a sampler outside the trainer's module (a vLLM engine, a server) that
+    # the trainer pushes its weights to after every update, so sampler and trainer stay on one policy.
+    supports_weight_sync: bool = False
+
+    def load_weights(self, named_tensors: Any, version: int) -> None:
+        """Weight sync: replace the sampler's weights with `named_tensors` (an iterable of (name, tensor)
+        pairs named as in the trainer's `model.named_parameters()` / `state_dict()`, LoRA merged) and set
+        `self.version = version`. Called by the trainer after each optimizer step when the sampler is not the
+        trainer's own module. Backends without a way to receive weights raise NotImplementedError."""
+        raise NotImplementedError(f"{type(self).__name__} cannot receive weights from the trainer")
+
     @property
     def eos_token_id(self) -> int | None:
         return getattr(self.tokenizer, "eos_token_id", None)
