@@ -5,7 +5,9 @@ written with a single ``write`` on an ``O_APPEND`` descriptor under an exclusive
 writers never interleave. A process killed mid-write leaves a torn last line with no newline or a wrong
 length or checksum: readers detect and skip it (with a warning), and the next writer starts on a fresh
 line, so earlier records are never rewritten and the torn bytes are never decoded as a record.
-Rollout ids are idempotency keys: appending a tree whose id is already stored is a no-op.
+Rollout ids are idempotency keys: appending a tree whose id is already stored is a no-op. Observation
+images never go into a line: they are written (fsynced, renamed) to ``images/<sha256>.png`` beside the
+file before the line that references them (`agentgym.images`).
 
 Every reader goes through `scan_lines` (line framing, torn tail, checksum, a cap on a line's length) and
 `decode_record` (a JSON object, nothing else), so the store, the viewer and the tools agree on what a
@@ -29,6 +31,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from agentgym.images import ImageStore, externalize_tree, has_inline_images
 from agentgym.jsonl import bounded_lines
 from agentgym.trajectory import SCHEMA_VERSION, TrajectoryTree
 
@@ -176,6 +179,7 @@ class TrajectoryStore:
         self.max_record_bytes = max_record_bytes
         self._ids: set[str] = set()
         self._scanned = 0  # bytes of the file whose ids are already in self._ids
+        self.images = ImageStore.beside(self.path, fsync=fsync)  # screenshots, content-addressed (`agentgym.images`)
 
     # ---- writing ----------------------------------------------------------------------------------
     def append(self, tree: TrajectoryTree) -> bool:
@@ -194,6 +198,8 @@ class TrajectoryStore:
             for tree in trees:
                 if tree.id in ids:
                     continue
+                if has_inline_images(tree):  # image files first, durably: no line may point to a missing one
+                    tree = externalize_tree(tree, self.images)
                 payload = tree.model_dump_json().encode()
                 if len(payload) > self.max_record_bytes:  # readers would skip it: refuse it now, loudly
                     raise ValueError(f"tree {tree.id} is {len(payload)} bytes as JSON, over the store's "
