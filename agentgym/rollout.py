@@ -68,6 +68,7 @@ class PathState:
     tool_env: bool = False  # the env is a tool env (its steps may return tool results)
     last_node: int | None = None  # the path's latest turn (its leaf once the path ends)
     memory: dict[str, Any] = field(default_factory=dict)  # the strategy's own, per path; never read here
+    images: list[Any] = field(default_factory=list)  # images in the context, in order (vision policies only)
 
 
 ObservationKind = Literal["reset", "tool", "observation"]
@@ -198,7 +199,7 @@ class RolloutEngine:
         self.limits = limits
         self.progress = progress
         self.on_tree = on_tree
-        self.renderer = ChatRenderer(policy.tokenizer)
+        self.renderer = ChatRenderer.for_policy(policy)  # how observation images reach the model, if at all
         self.stats: dict[str, float] = {}
 
     def run(self, tasks: Sequence[Task | int]) -> list[TrajectoryTree]:
@@ -313,9 +314,10 @@ class RolloutEngine:
                 group.tree.initial_observation = first
                 group.tree.task = group.spec.task or info.get("task", {})
             system = env.system_prompt() if hasattr(env, "system_prompt") else None
-            prompt = self.renderer.initial_prompt_ids(system, first.text)
+            prompt = self.renderer.initial_prompt_ids(system, first)
             path = PathState(group=group, env=env, actions=[], context=[], pending_prefix=prompt,
-                             parent=None, rebuild=True, serial=serial, tool_env=isinstance(env, ToolEnv))
+                             parent=None, rebuild=True, serial=serial, tool_env=isinstance(env, ToolEnv),
+                             images=self._vision_images(first))
             await self._run_path(path)
 
         self._launch(group, root)
@@ -343,7 +345,7 @@ class RolloutEngine:
                                         temperature=self.config.temperature, top_p=self.config.top_p, stop=stops)
                 t0 = time.perf_counter()
                 key = (path.group.index, path.serial, len(path.actions))
-                gen = await self._batcher.submit(GenerationRequest(context, params), key)
+                gen = await self._batcher.submit(GenerationRequest(context, params, images=list(path.images)), key)
                 node = tree.add(Turn(id=0, parent=path.parent, rebuild_context=path.rebuild,
                                      prefix_ids=path.pending_prefix, action_ids=list(gen.token_ids),
                                      logprobs=list(gen.logprobs), entropies=list(gen.entropies),
@@ -368,6 +370,10 @@ class RolloutEngine:
             if leaf is not None:  # the episode return: every step reward along the path
                 tree.final_rewards[leaf] = sum(n.reward for n in tree.path(leaf))
             await self.calls.close(path.env)
+
+    def _vision_images(self, obs: Observation) -> list[Any]:
+        """The images of `obs` that go into the model's input (only a vision policy's renderer places any)."""
+        return list(obs.images) if self.renderer.image_input == "vision" else []
 
     async def _env_call(self, stage: str, env: Any, *args: Any, **kwargs: Any) -> Any:
         """reset/step `env` under its timeout: through its own async twin if it has a native one (an env
@@ -417,12 +423,13 @@ class RolloutEngine:
         path.parent = node.id
         if info.get("rebuild_context"):
             path.pending_prefix, path.rebuild = self.renderer.prompt_ids(info["messages"]), True
-            path.context = []
+            path.context, path.images = [], []
             path.tokens_used = 0  # a rebuilt context is a new round: the episode budget applies per round
         else:
             path.context = path.context + path.pending_prefix + node.action_ids if not path.rebuild else \
                 path.pending_prefix + node.action_ids
             path.pending_prefix = self.renderer.observation_ids(observation, after_eos=gen.finish_reason == "eos")
+            path.images = path.images + self._vision_images(observation)
             path.rebuild = False
         return True
 
@@ -438,7 +445,8 @@ class RolloutEngine:
             snapshot = PathState(group=group, env=None, actions=list(path.actions), context=list(path.context),
                                  pending_prefix=list(path.pending_prefix), parent=path.parent, rebuild=path.rebuild,
                                  tokens_used=path.tokens_used - len(gen.token_ids), previous=path.previous,
-                                 tool_env=path.tool_env, memory=dict(path.memory), serial=group.serial)
+                                 tool_env=path.tool_env, memory=dict(path.memory), serial=group.serial,
+                                 images=list(path.images))
             group.serial += 1
             # Fork now, before this path steps its env: the branch must start from the state the
             # sampled turn saw. Envs that cannot fork are rebuilt by replay inside the branch.

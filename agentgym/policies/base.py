@@ -30,6 +30,9 @@ class SamplingParams:
 class GenerationRequest:
     prompt_ids: list[int]
     params: SamplingParams = field(default_factory=SamplingParams)
+    # The images of the context, in the order their image tokens appear in `prompt_ids` (base64 strings;
+    # only for a policy with image_input="vision", whose renderer placed those tokens).
+    images: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -59,6 +62,11 @@ class Policy(ABC):
 
     tokenizer: Any
     version: int = 0  # bumped on every weight update, stored in each turn
+    # How observation images reach this policy (`agentgym.rendering`): "none" refuses them with a one-line
+    # error, "text" renders each as a line of text (an opt-in fallback), "vision" puts them into the model's
+    # input (then `processor` is the model's transformers processor).
+    image_input: str = "none"
+    processor: Any = None
     # True if `generate(requests, cancel=event)` checks `event` (a threading.Event) at every token and
     # raises `GenerationCancelled` once it is set: a server can then stop work nobody waits for.
     supports_cancel: bool = False

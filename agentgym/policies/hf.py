@@ -67,7 +67,12 @@ class HFPolicy(Policy):
 
     supports_cancel = True
 
-    def __init__(self, model: Any, tokenizer: Any, max_batch_size: int = 32, max_batch_tokens: int = 16384):
+    def __init__(self, model: Any, tokenizer: Any, max_batch_size: int = 32, max_batch_tokens: int = 16384,
+                 images: str = "none"):
+        if images not in ("none", "text"):
+            raise ValueError(f"images must be none or text for a text-only model, got {images!r} (a "
+                             "vision-language model is loaded as HFVisionPolicy)")
+        self.image_input = images  # "text": the opt-in text fallback for screenshots (agentgym.rendering)
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
@@ -152,7 +157,8 @@ class HFPolicy(Policy):
         if cancel is not None:
             gen_kwargs.update(stopping_criteria=StoppingCriteriaList([_CancelCheck(cancel)]))
         with torch.no_grad():
-            result = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **gen_kwargs)
+            result = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                         **self._extra_inputs(requests), **gen_kwargs)
         seqs = result.sequences[:, width:].cpu()
         if cancel is not None and cancel.is_set():
             raise GenerationCancelled(seqs.shape[1])
@@ -178,6 +184,10 @@ class HFPolicy(Policy):
                 meta=meta,
             ))
         return gens
+
+    def _extra_inputs(self, requests: list[GenerationRequest]) -> dict[str, Any]:
+        """Model inputs beside the token ids (a vision-language subclass adds the pixel values)."""
+        return {}
 
     def score(self, context_ids: list[list[int]], target_ids: list[list[int]],
               temperature: float = 1.0) -> list[list[float]]:
