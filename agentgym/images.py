@@ -175,3 +175,17 @@ def externalize_tree(tree: Any, images: ImageStore) -> Any:
     nodes = [n.model_copy(update={"observation": obs_copy(n.observation)}) if n.observation is not None else n
              for n in tree.nodes]
     return tree.model_copy(update={"initial_observation": obs_copy(tree.initial_observation), "nodes": nodes})
+
+
+def context_images(tree: Any, node_id: int) -> list[Any]:
+    """The images whose tokens are in ``tree.context_ids(node_id)``, in order, for a tree sampled by a
+    vision policy: the first observation's, then each observation along the path, restarting (empty) where
+    the context was rebuilt from text messages. A trainer scoring that context passes these as pixels."""
+    images: list[Any] = []
+    for turn in tree.path(node_id):
+        if turn.rebuild_context:
+            first = tree.initial_observation
+            images = list(first.images) if turn.parent is None and first is not None else []
+        if turn.id != node_id and turn.observation is not None:
+            images += turn.observation.images
+    return images
