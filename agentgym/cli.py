@@ -191,7 +191,7 @@ def summary_table(trees: list, stats: dict, title: str = "") -> Table:
 
 @app.command("serve")
 def serve_cmd(
-    model: Annotated[str, typer.Argument(help="embedded | tiny | local path | hub id")] = "embedded",
+    model: Annotated[str, typer.Argument(help="embedded | tiny | tiny-vlm | hf-vision:<path> | local path | hub id")] = "embedded",
     host: Annotated[str, typer.Option(help="Beyond loopback only with --token.")] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
     token: Annotated[Optional[str], typer.Option(envvar="AGENTGYM_SERVE_TOKEN", show_envvar=True,

@@ -180,10 +180,11 @@ def externalize_tree(tree: Any, images: ImageStore) -> Any:
 def context_images(tree: Any, node_id: int) -> list[Any]:
     """The images whose tokens are in ``tree.context_ids(node_id)``, in order, for a tree sampled by a
     vision policy: the first observation's, then each observation along the path, restarting (empty) where
-    the context was rebuilt from text messages. A trainer scoring that context passes these as pixels."""
+    the context was rebuilt from text messages (not where a chat-route server re-rendered the same
+    conversation: ``info["prompt_from_server"]``). A trainer scoring that context passes these as pixels."""
     images: list[Any] = []
     for turn in tree.path(node_id):
-        if turn.rebuild_context:
+        if turn.rebuild_context and not turn.info.get("prompt_from_server"):  # the server's re-render keeps them
             first = tree.initial_observation
             images = list(first.images) if turn.parent is None and first is not None else []
         if turn.id != node_id and turn.observation is not None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from agentgym.images import ImageRef, image_bytes, sniff_mime
+from agentgym.images import ImageRef, data_url, image_bytes, sniff_mime
 from agentgym.trajectory import Observation
 
 INLINE = "inline"
@@ -84,9 +84,21 @@ class ChatRenderer:
         lines = [image_line(im, i, len(obs.images)) for i, im in enumerate(obs.images)]
         return "\n".join(lines + [obs.text])
 
-    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        """A fresh context: the chat template with the assistant's turn opened."""
-        return self.encode(self._template(messages, add_generation_prompt=True))
+    def prompt_ids(self, messages: list[dict[str, Any]], images: list[Any] = ()) -> list[int]:
+        """A fresh context: the chat template with the assistant's turn opened. `images` are those of the
+        messages' image parts, in order (vision only)."""
+        return self.encode(self._template(messages, add_generation_prompt=True), images)
+
+    def chat_message(self, obs: Observation, role: str | None = None) -> dict[str, Any]:
+        """`obs` as an OpenAI chat message (what a chat route is sent): images as ``image_url`` parts with
+        ``data:`` URLs, before the text, in the order the renderer places their tokens."""
+        text = self._check_images(obs)
+        role = role or ("user" if obs.role == INLINE else obs.role)
+        if self.image_input != "vision" or not obs.images:
+            return {"role": role, "content": text}
+        parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": data_url(image_bytes(im))}}
+                                       for im in obs.images]
+        return {"role": role, "content": parts + [{"type": "text", "text": text}]}
 
     def initial_prompt_ids(self, system: str | None, first_observation: str | Observation) -> list[int]:
         obs = first_observation if isinstance(first_observation, Observation) else Observation(text=first_observation)

@@ -69,6 +69,7 @@ class PathState:
     last_node: int | None = None  # the path's latest turn (its leaf once the path ends)
     memory: dict[str, Any] = field(default_factory=dict)  # the strategy's own, per path; never read here
     images: list[Any] = field(default_factory=list)  # images in the context, in order (vision policies only)
+    messages: list[dict[str, Any]] = field(default_factory=list)  # the context as chat messages (chat-route policies)
 
 
 ObservationKind = Literal["reset", "tool", "observation"]
@@ -317,7 +318,8 @@ class RolloutEngine:
             prompt = self.renderer.initial_prompt_ids(system, first)
             path = PathState(group=group, env=env, actions=[], context=[], pending_prefix=prompt,
                              parent=None, rebuild=True, serial=serial, tool_env=isinstance(env, ToolEnv),
-                             images=self._vision_images(first))
+                             images=self._vision_images(first),
+                             messages=self._chat([{"role": "system", "content": system}] if system else [], first))
             await self._run_path(path)
 
         self._launch(group, root)
@@ -345,14 +347,23 @@ class RolloutEngine:
                                         temperature=self.config.temperature, top_p=self.config.top_p, stop=stops)
                 t0 = time.perf_counter()
                 key = (path.group.index, path.serial, len(path.actions))
-                gen = await self._batcher.submit(GenerationRequest(context, params, images=list(path.images)), key)
+                gen = await self._batcher.submit(GenerationRequest(context, params, images=list(path.images),
+                                                                   messages=list(path.messages) or None), key)
+                served = gen.meta.get("prompt_ids")
+                if served is not None and list(served) != context:
+                    # A chat-route server re-rendered the conversation (it re-tokenises earlier turns' text):
+                    # store the ids it fed the model as this turn's whole context, so training stays exact.
+                    context = list(served)
+                    path.pending_prefix, path.rebuild, path.context = context, True, []
+                    gen.meta["prompt_from_server"] = True
                 node = tree.add(Turn(id=0, parent=path.parent, rebuild_context=path.rebuild,
                                      prefix_ids=path.pending_prefix, action_ids=list(gen.token_ids),
                                      logprobs=list(gen.logprobs), entropies=list(gen.entropies),
                                      action_text=self._action_text(gen), finish_reason=gen.finish_reason,
                                      policy_version=self.policy.version, gen_time_s=time.perf_counter() - t0,
                                      # "top-k" when a server gave no exact entropies (openai_compat): an estimate
-                                     info={k: gen.meta[k] for k in ("entropy_estimate",) if k in gen.meta}))
+                                     info={k: gen.meta[k] for k in ("entropy_estimate", "prompt_from_server")
+                                           if k in gen.meta}))
                 path.last_node = node.id
                 if branch_signal is not None:
                     node.branch_entropy, node.branched_from = branch_signal
@@ -370,6 +381,14 @@ class RolloutEngine:
             if leaf is not None:  # the episode return: every step reward along the path
                 tree.final_rewards[leaf] = sum(n.reward for n in tree.path(leaf))
             await self.calls.close(path.env)
+
+    @property
+    def _wants_messages(self) -> bool:
+        return bool(getattr(self.policy, "wants_messages", False))
+
+    def _chat(self, messages: list[dict[str, Any]], obs: Observation) -> list[dict[str, Any]]:
+        """`messages` plus `obs` as a chat message, for a policy that is sent chat messages (else [])."""
+        return messages + [self.renderer.chat_message(obs)] if self._wants_messages else []
 
     def _vision_images(self, obs: Observation) -> list[Any]:
         """The images of `obs` that go into the model's input (only a vision policy's renderer places any)."""
@@ -424,12 +443,14 @@ class RolloutEngine:
         if info.get("rebuild_context"):
             path.pending_prefix, path.rebuild = self.renderer.prompt_ids(info["messages"]), True
             path.context, path.images = [], []
+            path.messages = list(info["messages"]) if self._wants_messages else []
             path.tokens_used = 0  # a rebuilt context is a new round: the episode budget applies per round
         else:
             path.context = path.context + path.pending_prefix + node.action_ids if not path.rebuild else \
                 path.pending_prefix + node.action_ids
             path.pending_prefix = self.renderer.observation_ids(observation, after_eos=gen.finish_reason == "eos")
             path.images = path.images + self._vision_images(observation)
+            path.messages = self._chat(path.messages + [{"role": "assistant", "content": node.action_text}], observation)
             path.rebuild = False
         return True
 
@@ -446,7 +467,7 @@ class RolloutEngine:
                                  pending_prefix=list(path.pending_prefix), parent=path.parent, rebuild=path.rebuild,
                                  tokens_used=path.tokens_used - len(gen.token_ids), previous=path.previous,
                                  tool_env=path.tool_env, memory=dict(path.memory), serial=group.serial,
-                                 images=list(path.images))
+                                 images=list(path.images), messages=list(path.messages))
             group.serial += 1
             # Fork now, before this path steps its env: the branch must start from the state the
             # sampled turn saw. Envs that cannot fork are rebuilt by replay inside the branch.

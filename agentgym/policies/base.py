@@ -33,6 +33,9 @@ class GenerationRequest:
     # The images of the context, in the order their image tokens appear in `prompt_ids` (base64 strings;
     # only for a policy with image_input="vision", whose renderer placed those tokens).
     images: list[Any] = field(default_factory=list)
+    # The same context as OpenAI chat messages (images as image_url parts), for a policy that declares
+    # `wants_messages` (an OpenAI-compatible server of a vision model, reached on its chat route).
+    messages: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -67,6 +70,7 @@ class Policy(ABC):
     # input (then `processor` is the model's transformers processor).
     image_input: str = "none"
     processor: Any = None
+    wants_messages: bool = False  # True: requests also carry the context as chat messages (`messages`)
     # True if `generate(requests, cancel=event)` checks `event` (a threading.Event) at every token and
     # raises `GenerationCancelled` once it is set: a server can then stop work nobody waits for.
     supports_cancel: bool = False

@@ -94,11 +94,12 @@ def load_vision_model(name_or_path: str, dtype: Any = None) -> tuple[Any, Any]:
     return model, AutoProcessor.from_pretrained(where)
 
 
-def tiny_random_vlm(seed: int = 0, hidden_size: int = 64, num_layers: int = 2, image_size: int = 32) -> tuple[Any, Any]:
-    """A randomly initialised Idefics3 (SmolVLM's architecture) with the project's tokenizer, small enough for
-    tests: each image becomes 32x32 pixels, 4 patches, 1 image token (+3 marker tokens)."""
-    import torch
-    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor, LlamaConfig
+_PATCH, _SCALE = 16, 2
+
+
+def tiny_vlm_processor(image_size: int = 32) -> Any:
+    """The tiny VLM's processor: Idefics3's, on the project's tokenizer (plus the image marker tokens)."""
+    from transformers import Idefics3Processor
     from transformers.models.idefics3 import Idefics3ImageProcessorPil
 
     from agentgym.policies.models import load_tokenizer
@@ -107,10 +108,19 @@ def tiny_random_vlm(seed: int = 0, hidden_size: int = 64, num_layers: int = 2, i
     tok.add_special_tokens({"additional_special_tokens": ["<global-img>"]}, replace_extra_special_tokens=False)
     images = Idefics3ImageProcessorPil(do_image_splitting=False, size={"longest_edge": image_size},
                                        max_image_size={"longest_edge": image_size})
-    patch, scale = 16, 2
-    seq_len = (image_size // patch) ** 2 // scale**2
-    processor = Idefics3Processor(image_processor=images, tokenizer=tok, image_seq_len=seq_len,
-                                  chat_template=CHATML_WITH_IMAGES)
+    seq_len = (image_size // _PATCH) ** 2 // _SCALE**2
+    return Idefics3Processor(image_processor=images, tokenizer=tok, image_seq_len=seq_len,
+                             chat_template=CHATML_WITH_IMAGES)
+
+
+def tiny_random_vlm(seed: int = 0, hidden_size: int = 64, num_layers: int = 2, image_size: int = 32) -> tuple[Any, Any]:
+    """A randomly initialised Idefics3 (SmolVLM's architecture) with the project's tokenizer, small enough for
+    tests: each image becomes 32x32 pixels, 4 patches, 1 image token (+3 marker tokens)."""
+    import torch
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, LlamaConfig
+
+    processor = tiny_vlm_processor(image_size)
+    tok, patch, scale = processor.tokenizer, _PATCH, _SCALE
     text = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
                        num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
                        max_position_embeddings=4096, tie_word_embeddings=True, bos_token_id=tok.bos_token_id,
