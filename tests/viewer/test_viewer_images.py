@@ -4,6 +4,7 @@ check, and the page shows each turn's screenshot beside its text in headless Chr
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -92,3 +93,17 @@ def test_page_shows_each_turns_screenshot_beside_its_text(server, phone_run):
         shot = PIL.open(io.BytesIO(page.locator("img.obs-image").first.screenshot()))
         assert shot.size[0] > 10 and len(shot.convert("L").getcolors(maxcolors=1 << 16) or range(3)) > 2  # a real picture, not blank
         assert errors == []
+
+
+def test_re_execution_compares_stored_references_with_fresh_screenshots_by_content(phone_run):
+    from agentgym.images import ImageStore
+    from agentgym.replay import _compare
+    from agentgym.trajectory import Observation
+
+    tree = TrajectoryStore(phone_run / "trajectories.jsonl").read_all()[0]
+    stored = tree.initial_observation  # references, as read back from the store
+    images = ImageStore(phone_run / "images")
+    fresh = [base64.b64encode(images.read(ref)).decode() for ref in stored.images]  # what an env returns
+    assert _compare(stored, Observation(text=stored.text, images=fresh)) is None
+    other = [base64.b64encode(images.read(tree.nodes[-1].observation.images[0])).decode()]
+    assert _compare(stored, Observation(text=stored.text, images=other))[0] == "observation.images"
