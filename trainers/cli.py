@@ -54,11 +54,13 @@ def train(config: Annotated[Path, typer.Argument(help="YAML config (see examples
         from agentgym.trainers.rl import RLRun
 
         run = RLRun(cfg, resume=resume)
-        console.print(f"training {cfg.algorithm.name} on {cfg.env.id} from step {run.start_step} to {cfg.trainer.steps}")
+        if run.group.is_main:  # under a launcher, rank 0 speaks for the run
+            console.print(f"training {cfg.algorithm.name} on {cfg.env.id} from step {run.start_step} to {cfg.trainer.steps}")
         run.train()
     except _user_errors() as e:
         _fail(str(e))
-    console.print(f"done: {cfg.run_dir}")
+    if run.group.is_main:
+        console.print(f"done: {cfg.run_dir}")
 
 
 def eval_cmd(config: Annotated[Path, typer.Argument(help="YAML config.")], overrides: Overrides = None,

@@ -255,8 +255,8 @@ class ProcessGroup(Collective):
             kind, payload = self.command("")
             if kind == "update":
                 step, shard = payload
-                trainer.update(shard, step=step)
-                self.sync_sampler(trainer.model)
+                if trainer.update(shard, step=step).trained_tokens:  # the same totals on every rank
+                    self.sync_sampler(trainer.model)
             elif kind == "state_dict":
                 full_trainer_state(trainer)
             elif kind == "load_state_dict":
@@ -313,7 +313,8 @@ class Coordinator:
         shards = shard_samples(samples, self.group.world_size)
         _, (_, mine) = self.group.command("update", [(step, shard) for shard in shards])
         stats = self.trainer.update(mine, step=step)
-        self.group.sync_sampler(self.trainer.model)
+        if stats.trained_tokens:  # else no optimizer step: the sampler is current
+            self.group.sync_sampler(self.trainer.model)
         return stats
 
     def state_dict(self) -> dict[str, Any]:

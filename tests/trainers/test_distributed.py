@@ -148,3 +148,39 @@ def test_train_refuses_a_bad_launch_before_any_work(tmp_path, monkeypatch):
     assert result.exit_code == 2
     assert "trainer.tasks_per_step" in result.output and "2 launched processes" in result.output
     assert not run_dir.exists()  # nothing was started or written
+
+
+def train(run_dir: Path, steps: int, nproc: int) -> None:
+    cfg = {"run_dir": str(run_dir), "seed": 5, "env": {"id": "agentgym/TestLetterE-v0"},
+           "policy": {"model": "tiny", "device": "cpu"}, "rollout": {"group_size": 2, "deterministic": True},
+           "trainer": {"steps": steps, "tasks_per_step": 2, "lr": 1e-2, "checkpoint_every": 1},
+           "logging": {"tensorboard": False, "progress": False}}
+    script = [str(HERE / "dist_train_worker.py"), json.dumps(cfg)]
+    launcher = ["-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr", "127.0.0.1",
+                "--master_port", str(free_port())] if nproc > 1 else []
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    proc = subprocess.run([sys.executable, *launcher, *script], env={**env, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_checkpoints_move_between_world_sizes_with_one_writer(tmp_path):
+    """2 processes (FSDP) write steps 1-2, one process resumes for step 3, 2 processes again for step 4:
+    every tree is stored once, every step logged once, and Adam's state survives each change of world size."""
+    from agentgym.store import TrajectoryStore
+    from agentgym.trainers.checkpoint import CheckpointManager
+
+    run = tmp_path / "run"
+    train(run, 2, nproc=2)
+    train(run, 3, nproc=1)
+    train(run, 4, nproc=2)
+    ids = [t.id for t in TrajectoryStore(run / "trajectories.jsonl").read()]
+    assert sorted(ids) == [f"train-{s:06d}-{i:04d}" for s in range(4) for i in range(2)]
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    latest = CheckpointManager(run).latest()
+    assert latest.name == "step-000004"
+    optimizer = torch.load(latest / "trainer.pt", weights_only=False)["optimizer"]
+    adam_steps = {float(s["step"]) for s in optimizer["state"].values()}
+    assert adam_steps == {4.0}  # restored at steps 2 and 3, not restarted
