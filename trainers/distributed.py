@@ -196,7 +196,14 @@ class ProcessGroup(Collective):
             ids = [self.device.index] if self.device.type == "cuda" else None
             return DistributedDataParallel(model, device_ids=ids)
         from torch.distributed.device_mesh import init_device_mesh
-        from torch.distributed.fsdp import fully_shard
+
+        try:
+            from torch.distributed.fsdp import fully_shard
+        except ImportError:  # FSDP2 became public API in torch 2.6
+            from agentgym.config import ConfigError
+
+            raise ConfigError("trainer.distributed.strategy: fsdp needs torch>=2.6 (torch.distributed.fsdp."
+                              "fully_shard); upgrade torch or use strategy: ddp") from None
 
         train = copy.deepcopy(model) if self.is_main else model  # rank 0 keeps `model` whole, to sample
         train.to(self.device)
