@@ -184,3 +184,19 @@ def test_checkpoints_move_between_world_sizes_with_one_writer(tmp_path):
     optimizer = torch.load(latest / "trainer.pt", weights_only=False)["optimizer"]
     adam_steps = {float(s["step"]) for s in optimizer["state"].values()}
     assert adam_steps == {4.0}  # restored at steps 2 and 3, not restarted
+
+
+@pytest.mark.parametrize("command", ["sft", "eval", "demo"])
+def test_one_process_commands_refuse_a_launcher(tmp_path, monkeypatch, command):
+    from typer.testing import CliRunner
+
+    from agentgym.cli import app
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"run_dir: {tmp_path / 'run'}\npolicy: {{model: tiny}}\nsft: {{}}\n")
+    launched(monkeypatch, 2)
+    args = [command] + (["--config", str(config)] if command == "demo" else [str(config)])
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert f"`agentgym {command}` runs in one process, but 2 were launched" in result.output
+    assert not (tmp_path / "run").exists()
