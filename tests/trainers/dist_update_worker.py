@@ -29,6 +29,22 @@ def batch(n: int = 7, seed: int = 0) -> list:
     return out
 
 
+def with_lora(model, cfg):
+    """The model with the config's LoRA adapter (seeded, so every process builds the same one)."""
+    if cfg.policy.lora is None:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(1)
+    lora = cfg.policy.lora
+    model = get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, target_modules=lora.target_modules,
+                                             task_type="CAUSAL_LM"))
+    for name, p in model.named_parameters():  # LoRA's B starts at zero: make the first step's A-gradients real
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.02)
+    return model
+
+
 def main() -> None:
     out_path, settings = sys.argv[1], json.loads(sys.argv[2])
     torch.set_num_threads(1)
@@ -39,7 +55,7 @@ def main() -> None:
 
     cfg = load_config(None, None, **settings)
     group = init_distributed(cfg)
-    model = tiny_random_model(seed=0)
+    model = with_lora(tiny_random_model(seed=0), cfg)
     train = group.prepare_model(model)
     trainer = PolicyTrainer(train, 0, cfg.trainer, group=group)
     stats = trainer.update(shard_samples(batch(), group.world_size)[group.rank])

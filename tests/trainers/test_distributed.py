@@ -20,7 +20,7 @@ from agentgym.trainers.distributed import check_launch, shard_samples
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from dist_update_worker import batch  # noqa: E402
+from dist_update_worker import batch, with_lora  # noqa: E402
 
 SETTINGS = {"policy": {"model": "tiny", "device": "cpu"},
             "trainer": {"lr": 1e-3, "micro_batch_tokens": 40, "tasks_per_step": 4}}
@@ -49,7 +49,7 @@ def one_process(settings: dict) -> tuple[dict, dict, dict]:
     from agentgym.policies.models import tiny_random_model
 
     cfg = load_config(None, None, **settings)
-    model = tiny_random_model(seed=0)
+    model = with_lora(tiny_random_model(seed=0), cfg)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     stats = PolicyTrainer(model, 0, cfg.trainer).update(batch())
     return before, model.state_dict(), stats.metrics()
@@ -76,6 +76,14 @@ def test_two_process_fsdp_update_equals_one_process(tmp_path):
     dist = launch(tmp_path, SETTINGS)
     assert dist["sharded"]  # FSDP: the trained parameters really were DTensor shards
     assert_same_update(dist, SETTINGS)
+
+
+@pytest.mark.slow
+def test_two_process_fsdp_lora_update_equals_one_process(tmp_path):
+    settings = {**SETTINGS, "policy": {**SETTINGS["policy"], "lora": {"r": 4}}}
+    dist = launch(tmp_path, settings)
+    assert dist["sharded"]
+    assert_same_update(dist, settings)
 
 
 @pytest.mark.slow
