@@ -220,16 +220,20 @@ class ProcessGroup(Collective):
         return train
 
     def sync_sampler(self, train: Any) -> None:
-        """FSDP: gather the full weights (a collective) and load them into rank 0's sampling copy."""
+        """FSDP: gather the trained weights one parameter at a time (a collective) into rank 0's sampling copy,
+        so rank 0 never holds a second full copy."""
         if self.strategy != "fsdp":
             return  # DDP: rank 0 samples with its replica, already up to date
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+        import torch
 
-        full = get_model_state_dict(train, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        if self.is_main:
-            missing, unexpected = self.sampler.load_state_dict(full, strict=False)
-            if [k for k in missing if not k.endswith("lm_head.weight")] or unexpected:  # tied: saved once
-                raise RuntimeError(f"sampler weight sync: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        target = dict(self.sampler.named_parameters()) if self.is_main else {}
+        with torch.no_grad():
+            for name, param in train.named_parameters():  # the same names: fully_shard renames nothing
+                if not param.requires_grad:  # frozen (a LoRA run's base): unchanged since the last sync
+                    continue
+                full = param.full_tensor()
+                if self.is_main:
+                    target[name].copy_(full)
 
     def load_model_from_main(self, train: Any) -> None:
         """Resume: rank 0's sampler holds the checkpoint's weights; give them to every rank's module."""
