@@ -290,7 +290,7 @@ class OpenAICompatPolicy(Policy):
 
     def _request(self, body: dict[str, Any], route: str = "/v1/completions") -> httpx.Response:
         try:
-            return self._post(body, route)
+            return self._post(body) if route == "/v1/completions" else self._post(body, route)  # (body): as before
         except httpx.HTTPError as e:
             raise self._transport_error(e) from e
 
