@@ -3,6 +3,7 @@ mid-episode rescheduled, `train --ray` with weight sync to the workers' replicas
 
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from agentgym.ray_workers import EnvSpec, RayRolloutError, RolloutFleet  # noqa:
 from agentgym.store import MergedStore  # noqa: E402
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent / "trainers"))  # toy_envs, as the trainer tests import it
 agentgym.register("agentgym/TestSlowCounter-v0", "ray_helpers:SlowCounter")
 agentgym.register("agentgym/TestLetterE-v0", "toy_envs:LetterE")
 
@@ -129,3 +131,34 @@ def test_worker_lost_past_retries_is_a_typed_error(cluster, tmp_path):
     finally:
         f.close()
     assert MergedStore.of_run(tmp_path).read_all() == []  # nothing half-stored
+
+
+@pytest.mark.slow
+def test_train_on_ray_workers_syncs_weights_to_the_replicas(cluster, tmp_path):
+    import torch
+
+    from agentgym.config import load_config
+    from agentgym.trainers.rl import RLRun
+
+    cfg = load_config(overrides=[], run_dir=str(tmp_path / "run"), seed=3, env={"id": "agentgym/TestLetterE-v0"},
+                      policy={"model": "tiny"}, rollout={"group_size": 2, "deterministic": True},
+                      trainer={"steps": 2, "tasks_per_step": 2, "lr": 3e-2}, logging={"tensorboard": False},
+                      ray={"workers": 2, "timeout_s": 300})
+    run = RLRun(cfg, quiet=True)
+    try:
+        run.step(0)
+        # the replicas now hold the trainer's updated weights: the log-probs they sampled with equal the
+        # trainer's own log-probs of the same tokens
+        trees, _ = run.ray.rollout(1, cfg.seed, [11, 12], run.algorithm)
+        assert all(n.policy_version == 1 for t in trees for n in t.nodes)
+        for tree in trees:
+            node = tree.nodes[0]
+            [scored] = run.session.policy.score([tree.context_ids(node.id)], [node.action_ids],
+                                               temperature=cfg.rollout.temperature)
+            assert torch.allclose(torch.tensor(scored), torch.tensor(node.logprobs), atol=1e-4)
+        run.step(1)
+    finally:
+        run.ray.close()
+    merged = [t.id for t in MergedStore.of_run(tmp_path / "run")]
+    assert sorted(merged) == [f"train-{s:06d}-{i:04d}" for s in (0, 1) for i in range(2)]
+    assert not (tmp_path / "run" / "trajectories.jsonl").exists()  # the workers' files are the store
