@@ -74,6 +74,20 @@ class EnvSpec:
         return make(self.env_id, **self.kwargs)
 
 
+def _check_reachable(address: str) -> None:
+    """A HOST:PORT address answers TCP, checked in seconds (Ray itself retries an unreachable GCS for minutes)."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "/" in address:
+        return  # 'auto', 'ray://...': Ray resolves these itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as e:
+        raise RayRolloutError(f"ray.address: nothing answers at {address} ({e.strerror or e}); start the head "
+                              "with `ray start --head` or use --ray local") from None
+
+
 class RolloutWorker:
     """The actor body (wrapped with ``ray.remote`` by `RolloutFleet`): one policy replica, one store file."""
 
@@ -127,9 +141,15 @@ class RolloutFleet:
         self._owns_cluster = not self.ray.is_initialized()
         if self._owns_cluster:
             local = cfg.address is None  # a fresh cluster on this machine, bound to loopback
-            self.ray.init(address="local" if local else cfg.address, runtime_env=runtime_env,
-                          include_dashboard=False, log_to_driver=False,
-                          **({"_node_ip_address": "127.0.0.1"} if local else {}))
+            if not local:
+                _check_reachable(cfg.address)
+            try:
+                self.ray.init(address="local" if local else cfg.address, runtime_env=runtime_env,
+                              include_dashboard=False, log_to_driver=False,
+                              **({"_node_ip_address": "127.0.0.1"} if local else {}))
+            except (ConnectionError, ValueError, RuntimeError) as e:
+                where = "a local cluster" if local else f"the Ray cluster at {cfg.address!r}"
+                raise RayRolloutError(f"ray.address: cannot start or reach {where}: {str(e)[:200]}") from None
         # Restarts are ours (see `_respawn`): a restarted actor would come back with stale weights.
         self._actor_cls = self.ray.remote(max_restarts=0, max_task_retries=0,
                                           num_cpus=cfg.cpus_per_worker)(RolloutWorker)
