@@ -214,6 +214,19 @@ class LoggingConfig(Section):
     progress: bool = Field(default=True, description="A progress bar over each step's rollout (and eval) tasks.")
 
 
+class RayConfig(Section):
+    """Rollouts on a Ray cluster (agentgym.ray_workers): each worker actor runs whole episodes with its own
+    policy replica and writes its own store file; the trainer pushes weights to the replicas after each update."""
+
+    address: str | None = Field(default=None, description="A running cluster ('auto', 'HOST:PORT', 'ray://...'); "
+                                "None starts a local one.")
+    workers: int = Field(default=2, ge=1, le=1024, description="Rollout worker actors; tasks are spread over them.")
+    cpus_per_worker: float = Field(default=1.0, gt=0, description="Ray CPUs each worker reserves.")
+    timeout_s: float = Field(default=600.0, gt=0, description="Bound on one worker's share of a step's rollouts.")
+    max_retries: int = Field(default=2, ge=0, le=100, description="Times a dead worker's episodes are rescheduled "
+                             "on a fresh worker before the step fails.")
+
+
 class Config(Section):
     run_dir: Path = Path("runs/latest")
     seed: int = 0
@@ -225,6 +238,7 @@ class Config(Section):
     sft: SFTConfig | None = None
     eval: EvalConfig = Field(default_factory=EvalConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    ray: RayConfig | None = Field(default=None, description="Set to run rollouts on Ray workers (train --ray).")
 
     @field_validator("run_dir")
     @classmethod

@@ -291,6 +291,37 @@ class TrajectoryStore:
         return sum(1 for _ in self._iter_payload_dicts(quiet=True))
 
 
+class MergedStore:
+    """Several store files read as one: a run's own store, then one file per Ray rollout worker
+    (`agentgym.ray_workers`). Every readable tree once, the first file's record winning for an id; each
+    file is read with `TrajectoryStore` (torn tails and bad records skipped with a `StoreWarning`)."""
+
+    def __init__(self, paths: Iterable[str | os.PathLike]):
+        self.paths = [Path(p) for p in paths]
+
+    @classmethod
+    def of_run(cls, run_dir: str | os.PathLike) -> MergedStore:
+        """``RUN/trajectories.jsonl`` and the workers' ``RUN/trajectories-w<K>.jsonl`` in worker order."""
+        run_dir = Path(run_dir)
+        workers = [p for p in run_dir.glob("trajectories-w*.jsonl") if p.stem[len("trajectories-w"):].isdigit()]
+        workers.sort(key=lambda p: int(p.stem[len("trajectories-w"):]))
+        return cls([run_dir / "trajectories.jsonl", *workers])
+
+    def records(self) -> Iterator[tuple[Path, StoreLine, TrajectoryTree]]:
+        seen: set[str] = set()
+        for path in self.paths:
+            for line, tree in TrajectoryStore(path).records():
+                if tree.id not in seen:
+                    seen.add(tree.id)
+                    yield path, line, tree
+
+    def __iter__(self) -> Iterator[TrajectoryTree]:
+        return (tree for _, _, tree in self.records())
+
+    def read_all(self) -> list[TrajectoryTree]:
+        return list(self)
+
+
 def write_trees(path: str | os.PathLike, trees: Iterable[TrajectoryTree]) -> int:
     return TrajectoryStore(path).append_many(trees)
 

@@ -40,9 +40,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from agentgym.policies.models import ModelNotFoundError
     from agentgym.registry import EnvImportError, UnknownEnvError
     from agentgym.trainers.checkpoint import CheckpointError
+    from agentgym.ray_workers import RayRolloutError
     from agentgym.trainers.sft import DatasetError
 
-    return ConfigError, ModelNotFoundError, UnknownEnvError, EnvImportError, CheckpointError, DatasetError
+    return (ConfigError, ModelNotFoundError, UnknownEnvError, EnvImportError, CheckpointError, DatasetError,
+            RayRolloutError)
 
 
 def _one_process(command: str) -> None:
@@ -56,9 +58,17 @@ def _one_process(command: str) -> None:
 
 def train(config: Annotated[Path, typer.Argument(help="YAML config (see examples/).")],
           overrides: Overrides = None,
-          resume: Annotated[bool, typer.Option(help="Continue from RUN_DIR/checkpoints/latest.")] = False) -> None:
+          resume: Annotated[bool, typer.Option(help="Continue from RUN_DIR/checkpoints/latest.")] = False,
+          ray: Annotated[Optional[str], typer.Option(
+              "--ray", metavar="ADDRESS", help="Run rollouts on Ray workers: 'local' starts a cluster on this "
+              "machine; else a cluster address ('auto', HOST:PORT). Sets the config's ray.address.")] = None) -> None:
     """Train a policy with GRPO or ARPO on an env; trajectories, metrics and checkpoints go to run_dir."""
     cfg = _load(config, overrides)
+    if ray is not None:
+        from agentgym.config import RayConfig
+
+        address = None if ray == "local" else ray
+        cfg.ray = RayConfig(address=address) if cfg.ray is None else cfg.ray.model_copy(update={"address": address})
     try:
         from agentgym.trainers.rl import RLRun
 
