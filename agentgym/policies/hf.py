@@ -9,6 +9,10 @@ distribution is kept in memory, never ``steps x batch x vocab``.
 0..n-1, so no position ids are needed), and only the positions that predict a target token go through
 the LM head. Log-probs are taken under softmax(logits / temperature), the distribution `generate`
 samples from at that temperature (default 1.0: the model's own distribution).
+
+Multi-turn paths: each turn's prompt extends an earlier turn's prompt + action, so the past keys/values of
+those tokens are kept (`agentgym.policies.kv_cache`) and a turn encodes only its new tokens. Threads:
+`agentgym.policies.models.set_torch_threads` (default: the usable cores minus one).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 from agentgym.policies.base import (Generation, GenerationCancelled, GenerationRequest, Policy, SamplingParams,
                                    check_score_inputs, cut_at_stop)
+from agentgym.policies.kv_cache import PrefixKVCache, batch_inputs, harvest
 
 
 class _TokenStatsRecorder:
@@ -67,7 +72,13 @@ class HFPolicy(Policy):
 
     supports_cancel = True
 
-    def __init__(self, model: Any, tokenizer: Any, max_batch_size: int = 32, max_batch_tokens: int = 16384):
+    def __init__(self, model: Any, tokenizer: Any, max_batch_size: int = 32, max_batch_tokens: int = 16384,
+                 kv_cache_mb: float = 1024, threads: int | None = None):
+        """`kv_cache_mb`: memory for keys/values kept across turns (0: re-encode every prompt in full).
+        `threads`: torch threads (None: the usable cores minus one; 0: leave torch's setting alone)."""
+        from agentgym.policies.models import kv_bytes_per_token, set_torch_threads
+
+        set_torch_threads(threads)
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
@@ -76,6 +87,9 @@ class HFPolicy(Policy):
         self.max_batch_tokens = max_batch_tokens
         self.max_score_logits = 2**27  # logits one `score` forward may hold (512 MB of float32)
         self.version = 0
+        per_token = kv_bytes_per_token(model)
+        self.kv_cache = PrefixKVCache(int(kv_cache_mb * 2**20 // per_token)) if kv_cache_mb > 0 and per_token else None
+        self.prompt_tokens_encoded = 0  # prompt tokens that went through the model (the rest came from the cache)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
 
@@ -94,6 +108,12 @@ class HFPolicy(Policy):
 
     def bump_version(self) -> None:
         self.version += 1
+        if self.kv_cache is not None:  # keys/values of the old weights
+            self.kv_cache.clear()
+
+    def release(self, prefix_ids: list[int]) -> None:
+        if self.kv_cache is not None:
+            self.kv_cache.release(prefix_ids)
 
     def generate(self, requests: list[GenerationRequest], cancel: Any = None) -> list[Generation]:
         """`cancel`: a threading.Event checked at every token; once set, `GenerationCancelled` is raised."""
@@ -133,12 +153,10 @@ class HFPolicy(Policy):
             raise GenerationCancelled(0)
         params: SamplingParams = requests[0].params
         pad = self.tokenizer.pad_token_id
-        width = max(len(r.prompt_ids) for r in requests)
-        ids = torch.full((len(requests), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, r in enumerate(requests):  # left padding: every row ends where generation starts
-            ids[row, width - len(r.prompt_ids) :] = torch.tensor(r.prompt_ids)
-            mask[row, width - len(r.prompt_ids) :] = 1
+        prompts = [r.prompt_ids for r in requests]
+        matches = [self.kv_cache.match(p) for p in prompts] if self.kv_cache is not None else [(0, None)] * len(prompts)
+        ids, mask, cache, width = batch_inputs(prompts, matches, pad, self.model.config)
+        self.prompt_tokens_encoded += sum(len(p) - n for p, (n, _) in zip(prompts, matches))
         recorder = _TokenStatsRecorder(params.temperature, width, params.top_logprobs)
         sample = params.temperature > 0
         gen_kwargs: dict[str, Any] = dict(
@@ -149,6 +167,8 @@ class HFPolicy(Policy):
             gen_kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
         if params.stop:
             gen_kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        if cache is not None:
+            gen_kwargs.update(cache=cache)
         if cancel is not None:
             gen_kwargs.update(stopping_criteria=StoppingCriteriaList([_CancelCheck(cancel)]))
         with torch.no_grad():
@@ -161,10 +181,12 @@ class HFPolicy(Policy):
         logprobs = torch.stack(recorder.logprobs, 1).cpu() if recorder.logprobs else torch.zeros(len(requests), 0)
         entropies = torch.stack(recorder.entropies, 1).cpu() if recorder.entropies else torch.zeros(len(requests), 0)
         gens = []
+        kept: list[list[int]] = []
         for row in range(len(requests)):
             tokens = seqs[row].tolist()
             n, finish, stop = cut_at_stop(self.tokenizer, tokens, params.stop, self.eos_token_id)
             tokens = tokens[:n]
+            kept.append(prompts[row] + tokens)
             meta: dict[str, Any] = {"temperature": params.temperature}
             if recorder.top:
                 meta["top_logprobs"] = [list(zip(ix[row].tolist(), v[row].tolist())) for v, ix in recorder.top[:n]]
@@ -177,6 +199,9 @@ class HFPolicy(Policy):
                 stop_string=stop,
                 meta=meta,
             ))
+        if self.kv_cache is not None and getattr(result, "cache", None) is not None:
+            for tokens, layers in harvest(result.cache, mask, seqs.shape[1], kept):
+                self.kv_cache.add(tokens, layers)
         return gens
 
     def score(self, context_ids: list[list[int]], target_ids: list[list[int]],
