@@ -117,6 +117,7 @@ class _Group:
     live: int = 0
     serial: int = 0  # paths launched so far, for PathState.serial
     errors: list[BaseException] = field(default_factory=list)  # failures that must stop the run
+    prompts: list[list[int]] = field(default_factory=list)  # distinct first prompts of its roots
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -265,6 +266,8 @@ class RolloutEngine:
             if group.live == 0:
                 break
             group.done.clear()
+        for prompt in group.prompts:  # no path of this group will ask for these contexts again
+            self.policy.release(prompt)
         if group.errors:
             raise RolloutError(f"rollout of task seed={spec.seed} failed: {type(group.errors[0]).__name__}: "
                                f"{group.errors[0]}") from group.errors[0]
@@ -314,6 +317,8 @@ class RolloutEngine:
                 group.tree.task = group.spec.task or info.get("task", {})
             system = env.system_prompt() if hasattr(env, "system_prompt") else None
             prompt = self.renderer.initial_prompt_ids(system, first.text)
+            if prompt not in group.prompts:
+                group.prompts.append(prompt)
             path = PathState(group=group, env=env, actions=[], context=[], pending_prefix=prompt,
                              parent=None, rebuild=True, serial=serial, tool_env=isinstance(env, ToolEnv))
             await self._run_path(path)
