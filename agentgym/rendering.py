@@ -18,12 +18,17 @@ from agentgym.trajectory import Observation
 
 INLINE = "inline"
 _PROBE = "\x00agentgym-probe\x00"  # a string no template alters, to find where an assistant message ends
+_MEMO_CHARS, _MEMO_ENTRIES = 2048, 4096  # observation ids memo: texts up to this long, this many of them
 
 
 class ChatRenderer:
     def __init__(self, tokenizer: Any):
         self.tokenizer = tokenizer
         self._delta_cache: dict[tuple[str, bool], tuple[str, str]] = {}
+        # Observation ids by (role, text, after_eos): envs repeat many observations ("ok", tool errors, a
+        # fixed prompt), and a tokenizer call costs ~50-100 us, the largest part of the engine's own cost
+        # per step. Exact (same input, same ids); bounded; only short texts.
+        self._observation_cache: dict[tuple[str, str, bool], tuple[int, ...]] = {}
 
     def _template(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
@@ -36,6 +41,14 @@ class ChatRenderer:
         return self.encode(self._template(messages, add_generation_prompt=True))
 
     def initial_prompt_ids(self, system: str | None, first_observation: str) -> list[int]:
+        key = ("\x00initial", (system or "") + "\x00" + first_observation, system is None)
+        ids = self._observation_cache.get(key)  # the episodes of a group (one task) share their first prompt
+        if ids is None:
+            ids = tuple(self._initial_prompt_ids(system, first_observation))
+            self._remember(key, ids, len(key[1]))
+        return list(ids)
+
+    def _initial_prompt_ids(self, system: str | None, first_observation: str) -> list[int]:
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": first_observation}
         ]
@@ -43,6 +56,20 @@ class ChatRenderer:
 
     def observation_ids(self, obs: Observation, after_eos: bool) -> list[int]:
         """Tokens to append after an action so the model sees `obs` and can continue."""
+        key = (obs.role, obs.text, after_eos)
+        ids = self._observation_cache.get(key)
+        if ids is None:
+            ids = tuple(self._observation_ids(obs, after_eos))
+            self._remember(key, ids, len(obs.text))
+        return list(ids)
+
+    def _remember(self, key: tuple[str, str, bool], ids: tuple[int, ...], chars: int) -> None:
+        if chars <= _MEMO_CHARS:
+            if len(self._observation_cache) >= _MEMO_ENTRIES:
+                self._observation_cache.clear()
+            self._observation_cache[key] = ids
+
+    def _observation_ids(self, obs: Observation, after_eos: bool) -> list[int]:
         if obs.role == INLINE and not after_eos:
             return self.encode(obs.text) if obs.text else []
         role = "user" if obs.role == INLINE else obs.role
