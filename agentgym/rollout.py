@@ -273,8 +273,9 @@ class RolloutEngine:
             if group.live == 0:
                 break
             group.done.clear()
-        for prompt in group.prompts:  # no path of this group will ask for these contexts again
-            self.policy.release(prompt)
+        release = getattr(self.policy, "release", None)  # duck-typed policies may lack the hint
+        for prompt in group.prompts if release is not None else ():
+            release(prompt)  # no path of this group will ask for these contexts again
         if group.errors:
             raise RolloutError(f"rollout of task seed={spec.seed} failed: {type(group.errors[0]).__name__}: "
                                f"{group.errors[0]}") from group.errors[0]
