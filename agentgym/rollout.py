@@ -71,9 +71,9 @@ class PathState:
     tool_env: bool = False  # the env is a tool env (its steps may return tool results)
     last_node: int | None = None  # the path's latest turn (its leaf once the path ends)
     memory: dict[str, Any] = field(default_factory=dict)  # the strategy's own, per path; never read here
-    # The tree's own ids through the end of `last_node`'s action, rebuilt from the stored nodes turn by turn:
-    # the token-exactness check compares against it without walking the tree from the root every turn.
-    stored: list[int] | None = None
+    # `context` was checked against the tree once (a branch's first turn walks the tree); from then on it is
+    # extended from the stored nodes' own ids, so each turn's check compares only the new tokens.
+    verified: bool = False
 
 
 ObservationKind = Literal["reset", "tool", "observation"]
@@ -368,7 +368,9 @@ class RolloutEngine:
                 if branch_signal is not None:
                     node.branch_entropy, node.branched_from = branch_signal
                     branch_signal = None
-                path.stored = _assert_token_exact(tree, node, context, gen, path.stored)
+                _assert_token_exact(tree, node, context, gen,
+                                    len(path.context) if path.verified and not path.rebuild else None)
+                path.verified = True
                 path.tokens_used += len(gen.token_ids)
                 await self._spawn_branches(path, node, gen)
                 if not await self._step(path, node, gen):
@@ -433,8 +435,12 @@ class RolloutEngine:
             path.context = []
             path.tokens_used = 0  # a rebuilt context is a new round: the episode budget applies per round
         else:
-            path.context = path.context + path.pending_prefix + node.action_ids if not path.rebuild else \
-                path.pending_prefix + node.action_ids
+            # From the stored node's ids, in place (a branch took its own copy): the tree's context, built O(new)
+            if path.rebuild:
+                path.context = list(node.prefix_ids)
+            else:
+                path.context.extend(node.prefix_ids)
+            path.context.extend(node.action_ids)
             path.pending_prefix = self.renderer.observation_ids(observation, after_eos=gen.finish_reason == "eos")
             path.rebuild = False
         return True
@@ -524,25 +530,21 @@ def _gc_frozen():
 
 
 def _assert_token_exact(tree: TrajectoryTree, node: Turn, context: list[int], gen: Generation,
-                        stored: list[int] | None = None) -> list[int]:
-    """Check the stored turn against what the policy saw and sampled. `stored`: the tree's ids through the
-    end of the parent's action (as returned for the parent), or None to read them from the tree. Returns the
-    same for `node`, for its child's check."""
+                        stored: int | None = None) -> None:
+    """The stored turn equals what the policy saw and sampled. `stored`: how many leading tokens of `context`
+    are the tree's own ids through the parent's action already (the path builds them from the stored nodes);
+    then only the rest is compared. None: compare the whole context with ``tree.context_ids`` (a walk)."""
     if not gen.token_exact:
         raise TokenDriftError("the policy backend returned text without token ids; refusing to store "
                               "re-tokenised actions (configure the server to return token ids)")
-    if node.rebuild_context:
-        expected = list(node.prefix_ids)
-    elif stored is not None and node.parent is not None:
-        expected = stored + node.prefix_ids
+    if stored is None or node.rebuild_context or node.parent is None:
+        same = tree.context_ids(node.id) == context
     else:
-        expected = tree.context_ids(node.id)
-    if expected != context:
+        same = len(context) == stored + len(node.prefix_ids) and context[stored:] == node.prefix_ids
+    if not same:
         raise TokenDriftError(f"turn {node.id}: stored context differs from the context the policy saw")
     if node.action_ids != list(gen.token_ids) or len(node.logprobs) != len(node.action_ids):
         raise TokenDriftError(f"turn {node.id}: stored action differs from the sampled tokens")
-    expected += node.action_ids
-    return expected
 
 
 def _record_failure(tree: TrajectoryTree, failure: PathFailure, path: int, node: int | None = None) -> None:

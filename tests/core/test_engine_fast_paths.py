@@ -104,3 +104,23 @@ def test_memoised_observation_ids_equal_fresh_ones():
                 assert memo.observation_ids(obs, after_eos) == ChatRenderer(tok).observation_ids(obs, after_eos)
     assert memo.initial_prompt_ids("sys", "hi") == ChatRenderer(tok).initial_prompt_ids("sys", "hi")
     assert memo.initial_prompt_ids(None, "hi") == ChatRenderer(tok).initial_prompt_ids(None, "hi")
+
+
+def test_incremental_token_check_still_catches_drift():
+    import pytest
+
+    from agentgym.policies.base import Generation
+    from agentgym.rollout import TokenDriftError, _assert_token_exact
+    from agentgym.trajectory import TrajectoryTree, Turn
+
+    tree = TrajectoryTree(env_id="t", seed=0)
+    first = tree.add(Turn(id=0, parent=None, rebuild_context=True, prefix_ids=[1, 2], action_ids=[3], logprobs=[0.0]))
+    second = tree.add(Turn(id=0, parent=first.id, prefix_ids=[4, 5], action_ids=[6], logprobs=[0.0]))
+    gen = Generation([6], [0.0], [0.0], "x", "length")
+    _assert_token_exact(tree, second, [1, 2, 3, 4, 5], gen, stored=3)  # only [4, 5] compared
+    _assert_token_exact(tree, second, [1, 2, 3, 4, 5], gen)  # the full walk agrees
+    for bad in ([1, 2, 3, 4, 9], [1, 2, 3, 4], [1, 2, 3, 4, 5, 5]):
+        with pytest.raises(TokenDriftError, match="stored context differs"):
+            _assert_token_exact(tree, second, bad, gen, stored=3)
+    with pytest.raises(TokenDriftError, match="stored context differs"):
+        _assert_token_exact(tree, second, [0, 2, 3, 4, 5], gen)  # an old token: the walk (branch start) sees it
