@@ -208,6 +208,7 @@ class RolloutEngine:
         self.renderer = ChatRenderer(policy.tokenizer)
         self.stats: dict[str, float] = {}
         self._eos = getattr(policy.tokenizer, "eos_token_id", None)  # read once: tokenizer attributes are slow
+        self._native_twins: dict[tuple[type, str], bool] = {}  # (env class, "step"/"reset") -> has async twin
 
     def run(self, tasks: Sequence[Task | int]) -> list[TrajectoryTree]:
         """Blocking entry point. Owns its event loop, so it can give env steps enough worker threads
@@ -387,11 +388,15 @@ class RolloutEngine:
     async def _env_call(self, stage: str, env: Any, *args: Any, **kwargs: Any) -> Any:
         """reset/step `env` under its timeout: through its own async twin if it has a native one (an env
         over HTTP), else the blocking method in a worker thread (serialised if the env is not thread safe)."""
-        method = getattr(env, stage)
-        twin = getattr(type(env), "a" + stage, None)
-        if twin is not None and twin is not getattr(TextEnv, "a" + stage) and asyncio.iscoroutinefunction(twin):
+        key = (type(env), stage)
+        native = self._native_twins.get(key)
+        if native is None:  # looked up once per class: inspecting it costs more than a no-op step
+            twin = getattr(type(env), "a" + stage, None)
+            native = self._native_twins[key] = (twin is not None and twin is not getattr(TextEnv, "a" + stage)
+                                                and asyncio.iscoroutinefunction(twin))
+        if native:
             return await self.calls.call_async(stage, getattr(env, "a" + stage)(*args, **kwargs))
-        return await self.calls.call(stage, method, *args, env=env, **kwargs)
+        return await self.calls.call(stage, getattr(env, stage), *args, env=env, **kwargs)
 
     def _check_info(self, model: type, info: Any, call: str) -> None:
         """The info keys the engine reads, typed (`agentgym.contract`); a bad one ends the path, named."""
@@ -421,10 +426,12 @@ class RolloutEngine:
         path.actions.append(node.action_text)
         observation = observation_from(obs, info)
         node.observation = observation
-        node.tool_calls += [ToolCallRecord.model_validate(c) for c in info.get("tool_calls", [])]
+        if info.get("tool_calls"):
+            node.tool_calls += [ToolCallRecord.model_validate(c) for c in info["tool_calls"]]
         node.reward = float(reward)
-        node.terminated, node.truncated = bool(terminated), bool(truncated)
-        node.truncated_reason = info.get("truncated_reason") if truncated else None
+        if terminated or truncated:  # pydantic attribute writes cost microseconds: only what differs from the default
+            node.terminated, node.truncated = bool(terminated), bool(truncated)
+            node.truncated_reason = info.get("truncated_reason") if truncated else None
         node.info.update(_jsonable({k: v for k, v in info.items() if k not in ("tool_calls", "observation", "messages")}))
         if terminated or truncated:
             return False
@@ -448,6 +455,8 @@ class RolloutEngine:
     # ---- branching --------------------------------------------------------------------------------
     async def _spawn_branches(self, path: PathState, node: Turn, gen: Generation) -> None:
         group = path.group
+        if type(self.strategy) is NoBranching:  # the common case, without building its view every turn
+            return
         decision = self.strategy.branches(TurnView(node=node, generation=gen, previous=path.previous,
                                                    tool_env=path.tool_env, memory=path.memory))
         count = max(0, min(decision.count, self._max_trajectories() - group.started))
