@@ -206,5 +206,5 @@ def kv_bytes_per_token(model: Any) -> int:
         return 0
     kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
-    dtype = getattr(model, "dtype", torch.float32)
+    dtype = getattr(model, "dtype", None) or torch.float32
     return 2 * layers * kv_heads * head_dim * torch.tensor([], dtype=dtype).element_size()
