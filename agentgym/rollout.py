@@ -1,7 +1,8 @@
 """The rollout engine: many episodes at once, generation batched across them, trees out.
 
 Every live path (an episode, or a branch of one) is a coroutine: it asks the `_Batcher` for a generation,
-records the turn in its group's `TrajectoryTree`, and steps its env in a worker thread. The batcher sends
+records the turn in its group's `TrajectoryTree`, and steps its env in a worker thread (on the event loop
+itself for envs that declare ``nonblocking = True``: see `agentgym.env_calls`). The batcher sends
 one batched `generate` call when every live path is waiting for the model (or after a short wait), so the
 model is busy while envs step and envs step while the model is busy. A rollout strategy may ask for extra
 samples of a turn (`RolloutStrategy`: it sees each sampled turn, returns a `Branching`): the engine forks
@@ -14,6 +15,10 @@ the sampled ids (asserted per turn); token budgets per turn and per episode are 
 that hangs or raises ends only its own path, recorded as a typed `PathFailure` in ``tree.meta["failed_paths"]``.
 The env receives the model's text without its end-of-turn marker (the stored ids keep it: they are what was
 sampled); envs that declare ``thread_safe = False`` get their calls serialised.
+
+The engine's own cost per step is kept to tens of microseconds (bench/scale/overhead.py): the token check
+compares only each turn's new tokens, observation ids are memoised by the renderer, and objects older than
+the rollout are kept out of the garbage collector while it runs (`_gc_frozen`).
 """
 
 from __future__ import annotations
