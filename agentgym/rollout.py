@@ -18,15 +18,12 @@ sampled); envs that declare ``thread_safe = False`` get their calls serialised.
 
 The engine's own cost per step is kept to tens of microseconds (bench/scale/overhead.py): the token check
 compares only each turn's new tokens, observation ids are memoised by the renderer, and objects older than
-the rollout are kept out of the garbage collector while it runs (`_gc_frozen`).
+the rollout are kept out of the garbage collector while it runs (`agentgym.gc_pause`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
@@ -37,6 +34,7 @@ from agentgym.config import RolloutConfig
 from agentgym.contract import Capabilities, EnvContractError, ResetInfo, StepInfo, validate_info
 from agentgym.env import EnvLimits, TextEnv, observation_from
 from agentgym.env_calls import EnvCaller, EnvCallFailed, PathFailure
+from agentgym.gc_pause import gc_frozen
 from agentgym.policies.base import Generation, GenerationRequest, Policy, SamplingParams
 from agentgym.rendering import ChatRenderer
 from agentgym.tool_env import ToolEnv
@@ -243,7 +241,7 @@ class RolloutEngine:
         self.calls = EnvCaller(self.config.env_timeout_s, self.config.step_timeout_s)
         start = time.perf_counter()
         try:
-            with _progress(self.progress, len(specs)) as advance, _gc_frozen():
+            with _progress(self.progress, len(specs)) as advance, gc_frozen():
                 async def one(index: int, spec: Task) -> TrajectoryTree:
                     tree = await self._run_group(spec, index)
                     advance(tree)
@@ -515,32 +513,6 @@ class RolloutEngine:
 
 
 _UNWIND_S = 2.0  # how long interrupted paths get to close their envs before the loop is closed
-_gc_guard = threading.Lock()
-_gc_users = 0
-
-
-@contextlib.contextmanager
-def _gc_frozen():
-    """Keep the objects that existed before the rollout (the model, tokenizer, modules: ~10^5-10^6 of them)
-    out of the cyclic garbage collector while it runs. A full collection scans every tracked object, and the
-    trees a rollout grows trigger one every so often: measured at ~0.6 s on a 2-core machine, half the
-    engine's own time over 1,280 steps. `gc.freeze` moves them to the permanent generation; they are handed
-    back when the last concurrent rollout ends. Left alone if someone else froze objects already."""
-    global _gc_users
-    with _gc_guard:
-        mine = _gc_users > 0 or gc.get_freeze_count() == 0
-        if mine:
-            if _gc_users == 0:
-                gc.freeze()
-            _gc_users += 1
-    try:
-        yield
-    finally:
-        if mine:
-            with _gc_guard:
-                _gc_users -= 1
-                if _gc_users == 0:
-                    gc.unfreeze()
 
 
 def _assert_token_exact(tree: TrajectoryTree, node: Turn, context: list[int], gen: Generation,
