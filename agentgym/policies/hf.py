@@ -17,11 +17,15 @@ those tokens are kept (`agentgym.policies.kv_cache`) and a turn encodes only its
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from agentgym.policies.base import (Generation, GenerationCancelled, GenerationRequest, Policy, SamplingParams,
                                    check_score_inputs, cut_at_stop)
 from agentgym.policies.kv_cache import PrefixKVCache, batch_inputs, harvest
+from agentgym.policies.kv_cache import supported as kv_cache_supported
+
+log = logging.getLogger(__name__)
 
 
 class _TokenStatsRecorder:
@@ -88,7 +92,11 @@ class HFPolicy(Policy):
         self.max_score_logits = 2**27  # logits one `score` forward may hold (512 MB of float32)
         self.version = 0
         per_token = kv_bytes_per_token(model)
-        self.kv_cache = PrefixKVCache(int(kv_cache_mb * 2**20 // per_token)) if kv_cache_mb > 0 and per_token else None
+        reuse = kv_cache_mb > 0 and per_token and kv_cache_supported(model.config)
+        if kv_cache_mb > 0 and not reuse:
+            log.warning("KV reuse across turns is off for this model: it needs full-length per-layer caches and a "
+                        "transformers release with generate(cache=...); every turn re-encodes its context")
+        self.kv_cache = PrefixKVCache(int(kv_cache_mb * 2**20 // per_token)) if reuse else None
         self.prompt_tokens_encoded = 0  # prompt tokens that went through the model (the rest came from the cache)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token

@@ -34,6 +34,27 @@ from typing import Any
 BLOCK = 16  # tokens per hashed block: the granularity at which a stored prefix can be found
 
 
+def supported(config: Any) -> bool:
+    """Whether reuse works for this model here: the installed transformers has per-layer `DynamicLayer`s and
+    a `generate(cache=...)` whose output carries `.cache` (older releases name both `past_key_values`), and
+    every layer of the model keeps its full past (a sliding-window or recurrent layer drops or folds it)."""
+    import dataclasses
+
+    try:
+        from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
+        from transformers.generation.utils import GenerateDecoderOnlyOutput
+    except ImportError:
+        return False
+    if "cache" not in {f.name for f in dataclasses.fields(GenerateDecoderOnlyOutput)}:
+        return False
+    try:
+        layers = DynamicCache(config=config).layers
+    except Exception:
+        return False
+    return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+
 @dataclass
 class _Entry:
     tokens: list[int]

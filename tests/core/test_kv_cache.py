@@ -129,3 +129,16 @@ def test_torch_threads_setting(monkeypatch):
             set_torch_threads(-2)
     finally:
         torch.set_num_threads(before)
+
+
+def test_models_whose_layers_drop_their_past_reencode(tokenizer, caplog):
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    model = MistralForCausalLM(MistralConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                             num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                             sliding_window=8)).eval()
+    policy = HFPolicy(model, tokenizer)
+    assert policy.kv_cache is None and "KV reuse across turns is off" in caplog.text
+    (tree,) = rollout(policy, [0], turns=2, temperature=0.0, group_size=1)
+    assert len(tree.nodes) == 2
