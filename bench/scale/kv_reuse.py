@@ -53,7 +53,7 @@ def run(quick: bool) -> None:
 
     model, tokenizer = load_model("embedded")
     model.eval()
-    episodes, tokens_per_turn = (2, 8) if quick else (6, 16)
+    episodes, tokens_per_turn = (2, 8) if quick else (4, 12)
     plain = HFPolicy(model, tokenizer, kv_cache_mb=0)
     reuse = HFPolicy(model, tokenizer)  # default: 1 GiB of keys/values
     import torch

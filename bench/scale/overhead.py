@@ -82,7 +82,7 @@ def run(quick: bool) -> None:
 
     tokenizer = load_tokenizer("embedded")
     # (concurrent episodes, turns each): about the same number of steps per row
-    rows = [(1, 200), (64, 20), (1024, 4)] if quick else [(1, 1000), (64, 50), (1024, 10)]
+    rows = [(1, 200), (64, 20), (1024, 4)] if quick else [(1, 500), (64, 20), (1024, 5)]
     print("engine overhead per env step (no-op env, instant policy); raw = the same calls in a plain loop; "
           f"CPU time, best of {REPEATS} (wall time in brackets)")
     for episodes, turns in rows:
