@@ -160,6 +160,18 @@ class AlgorithmConfig(Section):
     name: str = "grpo"
 
 
+class DistributedConfig(Section):
+    """Multi-process training under a launcher (`torchrun`, `accelerate launch`): the world size and ranks come
+    from the launcher's environment; one process (without a launcher) ignores this section."""
+
+    strategy: Literal["fsdp", "ddp"] = Field(default="fsdp", description="fsdp: parameters, gradients and "
+                                             "optimizer state sharded across ranks (torch FSDP2); ddp: replicated.")
+    world_size: int | None = Field(default=None, ge=1, description="Expected number of processes; the run refuses "
+                                   "to start under a launcher with another count. None = whatever was launched.")
+    timeout_s: float = Field(default=1800.0, gt=0, description="Bound on any one collective (a rank that died or "
+                             "hangs fails the others after this long instead of blocking them forever).")
+
+
 class TrainerConfig(Section):
     steps: int = Field(default=10, ge=0)
     tasks_per_step: int = Field(default=4, ge=1)
@@ -181,6 +193,7 @@ class TrainerConfig(Section):
                            "weight min(pi_trainer/pi_sampler, cap) on every trained token.")
     checkpoint_every: int = Field(default=0, ge=0, description="0 = only at the end.")
     keep_checkpoints: int = Field(default=2, ge=1)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
 
 
 class SFTConfig(Section):

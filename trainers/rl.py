@@ -22,6 +22,7 @@ from agentgym.trainers.algorithm import Algorithm, BuildContext
 from agentgym.trainers.pieces import AdvantageStats, CreditContext
 from agentgym.trainers.checkpoint import CheckpointManager, model_fingerprint, set_rng_state
 from agentgym.trainers.core import PolicyTrainer
+from agentgym.trainers.distributed import init_distributed
 from agentgym.stats import rollout_metrics
 from agentgym.trainers.metrics import RunLogger
 from agentgym.trainers.session import Session, mark_step, open_session, task_seeds, write_run_json
@@ -50,6 +51,7 @@ def load_weights(model: torch.nn.Module, folder: Path) -> None:
 class RLRun:
     def __init__(self, cfg: Config, session: Session | None = None, resume: bool = False, quiet: bool = False):
         self.cfg, self.quiet = cfg, quiet
+        self.group = init_distributed(cfg)  # validates trainer.distributed against the launch first
         self.run_dir = Path(cfg.run_dir)
         self.ckpt = CheckpointManager(self.run_dir, keep=cfg.trainer.keep_checkpoints)
         latest = self.ckpt.latest() if resume else None
@@ -65,10 +67,12 @@ class RLRun:
             import copy
 
             ref = copy.deepcopy(s.model).eval().requires_grad_(False)
-        self.trainer = PolicyTrainer(s.model, s.tokenizer.pad_token_id, cfg.trainer,
-                                     temperature=cfg.rollout.temperature, ref_model=ref, total_steps=cfg.trainer.steps,
-                                     terms=self.algorithm.loss_terms)
+        self.trainer = self.group.coordinate(PolicyTrainer(
+            self.group.prepare_model(s.model), s.tokenizer.pad_token_id, cfg.trainer, temperature=cfg.rollout.temperature,
+            ref_model=ref, total_steps=cfg.trainer.steps, terms=self.algorithm.loss_terms, group=self.group))
         self.start_step = 0
+        if not self.group.is_main:  # other ranks only train, on rank 0's commands (distributed.py)
+            return
         if latest is not None:
             self.start_step = self._restore(latest)
         self.store = TrajectoryStore(self.run_dir / "trajectories.jsonl")
@@ -123,6 +127,8 @@ class RLRun:
         return metrics
 
     def train(self) -> list[dict[str, Any]]:
+        if not self.group.is_main:
+            return self.group.serve(self.trainer)
         history = []
         every = self.cfg.trainer.checkpoint_every
         try:
@@ -132,6 +138,7 @@ class RLRun:
                     self.save(step + 1)
             if self.cfg.trainer.steps > self.start_step and (not every or self.cfg.trainer.steps % every):
                 self.save(self.cfg.trainer.steps)
+            self.group.finish(self.trainer)
         finally:
             self.logger.close()
         return history
