@@ -162,6 +162,9 @@ class HFPolicy(Policy):
         params: SamplingParams = requests[0].params
         pad = self.tokenizer.pad_token_id
         prompts = [r.prompt_ids for r in requests]
+        if self.kv_cache is not None and self.kv_cache.version != self.version:  # weights changed (bump, resume)
+            self.kv_cache.clear()
+            self.kv_cache.version = self.version
         matches = [self.kv_cache.match(p) for p in prompts] if self.kv_cache is not None else [(0, None)] * len(prompts)
         ids, mask, cache, width = batch_inputs(prompts, matches, pad, self.model.config)
         self.prompt_tokens_encoded += sum(len(p) - n for p, (n, _) in zip(prompts, matches))

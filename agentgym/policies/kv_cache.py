@@ -90,6 +90,7 @@ class PrefixKVCache:
 
     def __init__(self, max_tokens: int):
         self.max_tokens = max_tokens
+        self.version: Any = None  # the policy version whose weights computed the entries
         self.entries: OrderedDict[int, _Entry] = OrderedDict()  # id -> entry, least recently used first
         self.by_hash: dict[int, set[int]] = {}
         self.tokens = 0
