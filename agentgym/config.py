@@ -112,6 +112,11 @@ class PolicyConfig(Section):
                                    "(Hugging Face); `agentgym run` takes other backends on its command line.")
     device: str | None = Field(default=None, description="cpu | cuda | None (auto).")
     max_batch_size: int = 32
+    threads: int | None = Field(default=None, ge=0, description="torch threads for the in-process model. None: "
+                                "$AGENTGYM_TORCH_THREADS, else the usable cores minus one (env workers and "
+                                "sandboxes need a core); 0: leave torch's setting alone.")
+    kv_cache_mb: float = Field(default=1024, ge=0, description="Memory for each path's keys/values kept across "
+                               "turns, so a turn encodes only its new tokens (0: re-encode every turn).")
     lora: LoraConfig | None = None
 
 

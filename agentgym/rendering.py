@@ -37,7 +37,10 @@ IMAGE_INPUTS = ("none", "text", "vision")
 
 class ImageInputError(ValueError):
     """An observation carries images the policy cannot take."""
+
+
 _PROBE = "\x00agentgym-probe\x00"  # a string no template alters, to find where an assistant message ends
+_MEMO_CHARS, _MEMO_ENTRIES = 2048, 4096  # observation ids memo: texts up to this long, this many of them
 
 
 class ChatRenderer:
@@ -49,6 +52,10 @@ class ChatRenderer:
         self.tokenizer = tokenizer
         self.image_input, self.processor, self.policy_name = image_input, processor, policy_name
         self._delta_cache: dict[tuple[str, bool, int], tuple[str, str]] = {}
+        # Observation ids by (role, text, after_eos): envs repeat many observations ("ok", tool errors, a
+        # fixed prompt), and a tokenizer call costs ~50-100 us, the largest part of the engine's own cost
+        # per step. Exact (same input, same ids); bounded; only short texts without images.
+        self._observation_cache: dict[tuple[str, str, bool], tuple[int, ...]] = {}
 
     @classmethod
     def for_policy(cls, policy: Any) -> ChatRenderer:
@@ -102,6 +109,16 @@ class ChatRenderer:
 
     def initial_prompt_ids(self, system: str | None, first_observation: str | Observation) -> list[int]:
         obs = first_observation if isinstance(first_observation, Observation) else Observation(text=first_observation)
+        if obs.images:
+            return self._initial_prompt_ids(system, obs)
+        key = ("\x00initial", (system or "") + "\x00" + obs.text, system is None)
+        ids = self._observation_cache.get(key)  # the episodes of a group (one task) share their first prompt
+        if ids is None:
+            ids = tuple(self._initial_prompt_ids(system, obs))
+            self._remember(key, ids, len(key[1]))
+        return list(ids)
+
+    def _initial_prompt_ids(self, system: str | None, obs: Observation) -> list[int]:
         text = self._check_images(obs)
         images = obs.images if self.image_input == "vision" else []
         messages = ([{"role": "system", "content": self._content(system, [])}] if system else []) + [
@@ -111,6 +128,22 @@ class ChatRenderer:
 
     def observation_ids(self, obs: Observation, after_eos: bool) -> list[int]:
         """Tokens to append after an action so the model sees `obs` and can continue."""
+        if obs.images:
+            return self._observation_ids(obs, after_eos)
+        key = (obs.role, obs.text, after_eos)
+        ids = self._observation_cache.get(key)
+        if ids is None:
+            ids = tuple(self._observation_ids(obs, after_eos))
+            self._remember(key, ids, len(obs.text))
+        return list(ids)
+
+    def _remember(self, key: tuple[str, str, bool], ids: tuple[int, ...], chars: int) -> None:
+        if chars <= _MEMO_CHARS:
+            if len(self._observation_cache) >= _MEMO_ENTRIES:
+                self._observation_cache.clear()
+            self._observation_cache[key] = ids
+
+    def _observation_ids(self, obs: Observation, after_eos: bool) -> list[int]:
         text = self._check_images(obs)
         images = obs.images if self.image_input == "vision" else []
         if obs.role == INLINE and not after_eos and not images:

@@ -114,6 +114,10 @@ class Policy(ABC):
         trainer's own module. Backends without a way to receive weights raise NotImplementedError."""
         raise NotImplementedError(f"{type(self).__name__} cannot receive weights from the trainer")
 
+    def release(self, prefix_ids: list[int]) -> None:
+        """A hint: every path whose context starts with `prefix_ids` has ended (the rollout engine calls it when
+        a task's group of paths is done), so state kept for them, e.g. the HF backend's KV cache, may go."""
+
     @property
     def eos_token_id(self) -> int | None:
         return getattr(self.tokenizer, "eos_token_id", None)

@@ -39,6 +39,9 @@ class HFVisionPolicy(HFPolicy):
     """A transformers image-text-to-text model and its processor."""
 
     def __init__(self, model: Any, processor: Any, **kwargs: Any):
+        # No KV reuse across turns: a cached prefix is keyed by token ids, and image tokens are placeholders
+        # whose keys/values depend on the pixels, so two contexts with equal ids can differ.
+        kwargs["kv_cache_mb"] = 0
         super().__init__(model, processor.tokenizer, **kwargs)
         self.processor = processor
         self.image_input = "vision"
