@@ -15,12 +15,23 @@ the same JVM would change all three under this one's feet (found with ``javap`` 
 So each simulator owns a copy of them: when a different simulator than the last one calls into the JVM,
 the previous owner's values are saved and the caller's restored (10 py4j calls, only on a switch), which
 makes a shared-JVM episode identical to one in a JVM of its own (tested by interleaving two episodes).
+
+The package's valid-action query is not neutral: naming objects uniquely (``InputParser.
+chooseUniqueReferents``) draws from that same JVM-wide random generator (~450 draws a step), so a world whose
+own dynamics are random — bees (``Bee``, the only ``WanderingAnimal``) fly and pollinate, and pollinated
+plants get random genetic traits — evolves differently depending on whether someone listed the valid actions
+(grow-fruit and mendelian-genetics-known-plant diverge from the package after ~60 gold steps). To stay
+identical to the package's step there, `Simulator.step` makes exactly the calls of the query that draw
+(the referent tables of the visible objects and of the whole universe; not the ~75 % of its time spent
+building the action-object combinations) when the loaded world holds such random actors
+(``package_random="auto"``, checked at load), and `valid_actions` itself leaves the generator as it found it.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Literal, TypeVar
 
 from agentgym.envs.scienceworld.jvm import POOL, JVM, JVMConfig, JVMDiedError
 
@@ -48,6 +59,10 @@ class _Globals:
 
 
 _RANDOM_MULTIPLIER = 0x5DEECE66D  # java.util.Random's LCG multiplier
+# Classes whose simulation ticks draw from the shared random generator (javap over the package's jar: the
+# other users of scala.util.Random build the world at load time or name objects for the parser).
+RANDOM_ACTORS = ("scienceworld.objects.livingthing.animals.Bee",)
+PackageRandom = Literal["auto", "always", "never"]
 
 
 class _JVMState:
@@ -79,6 +94,38 @@ class _JVMState:
         self.simplifier.parseSimplificationStr(g.simplifications.replace(" ", ""))
 
 
+class _PackageDraws:
+    """Replays the random draws of ``AgentInterface.getValidActionObjectCombinations`` (which the package's
+    `step` calls every step) without building the action list: its two ``getAllUniqueReferentsLUTObjList``
+    calls, with the same arguments, in the same order (read from the jar's bytecode)."""
+
+    def __init__(self, jvm: JVM):
+        from scienceworld.constants import BASEPATH
+
+        cls = jvm.gateway.jvm.java.lang.Class
+        self.parser = cls.forName("scienceworld.input.InputParser$").getField("MODULE$").get(None)
+        self.env_object = cls.forName("scala.reflect.ClassTag$").getField("MODULE$").get(None).apply(
+            cls.forName("scienceworld.struct.EnvObject"))
+        with open(f"{BASEPATH}/object_type_ids.tsv", encoding="utf-8") as f:
+            type_ids = dict(line.rstrip("\n").split("\t")[:2] for line in f if "\t" in line)
+        self.random_actor_types = {type_ids[name] for name in RANDOM_ACTORS if name in type_ids}
+
+    def world_is_random(self, server: Any) -> bool:
+        """Whether the loaded world holds an object whose behaviour draws random numbers (one py4j call)."""
+        types = json.loads(server.getAllObjectTypesLUTJSON())
+        return not self.random_actor_types.isdisjoint(str(t) for t in types.values())
+
+    def consume(self, server: Any) -> None:
+        agent = server.agentInterface().get()
+        parser = agent.inputParser()
+        if parser.isInAmbiguousState():  # the query then lists the numbered choices: no draws
+            return
+        container = agent.getAgentVisibleObjects(False)._2
+        for root, everything in ((container, False), (agent.universe(), True)):
+            objects = self.parser.collectObjects(root, everything).toArray(self.env_object)
+            parser.getAllUniqueReferentsLUTObjList(objects, container, True, True)
+
+
 class Simulator:
     """A ScienceWorld simulator in a pooled JVM. Not for concurrent use by several threads itself (one env
     owns it); simulators in one JVM may be used from different threads (calls are serialised per JVM)."""
@@ -89,10 +136,12 @@ class Simulator:
         self._closed = False
         self._saved: _Globals | None = None  # this simulator's JVM-wide state while another one runs
         self.last_score = 0
+        self.follows_package_random = False  # replay the package's per-step draws (decided at load)
         try:
             self.server = self._call(lambda: self.jvm.gateway.jvm.scienceworld.runtime.pythonapi.PythonInterface())
             if not hasattr(self.jvm, "state"):
                 self.jvm.state = self._call(lambda: _JVMState(self.jvm))  # type: ignore[attr-defined]
+                self.jvm.draws = self._call(lambda: _PackageDraws(self.jvm))  # type: ignore[attr-defined]
         except BaseException:
             self.close()
             raise
@@ -134,12 +183,23 @@ class Simulator:
         jvm.owner = self
 
     # ---- the simulator API ------------------------------------------------------------------------
-    def load(self, task: str, variation: int, simplifications: str = "", gold: bool = False) -> None:
+    def load(self, task: str, variation: int, simplifications: str = "", gold: bool = False,
+             package_random: PackageRandom = "auto") -> None:
         """Load a task variation (as the package's `load`; the caller validates the arguments). Any saved
-        state is void: loading resets the JVM-wide state, and this simulator now owns it."""
+        state is void: loading resets the JVM-wide state, and this simulator now owns it.
+
+        ``package_random``: replay, after every step, the random draws the package's step makes ("always"),
+        never ("never": faster, but worlds with random actors then evolve differently from the package's),
+        or only when the loaded world has random actors ("auto", identical to the package at the least cost).
+        """
+        if package_random not in ("auto", "always", "never"):
+            raise ValueError(f"package_random must be 'auto', 'always' or 'never', got {package_random!r}")
         self._saved = None
         self._call(lambda: self.server.load(task, variation, simplifications, gold))
         self.last_score = 0
+        draws: _PackageDraws = self.jvm.draws  # type: ignore[attr-defined]
+        self.follows_package_random = package_random == "always" or (
+            package_random == "auto" and self._call(lambda: draws.world_is_random(self.server)))
 
     def step(self, action: str) -> StepResult:
         def run() -> StepResult:
@@ -147,6 +207,8 @@ class Simulator:
             score = int(round(100 * self.server.getScore()))  # the package's conversion from 0-1 to 0-100
             completed = bool(self.server.getCompleted())
             moves = int(self.server.getNumMoves())
+            if self.follows_package_random:
+                self.jvm.draws.consume(self.server)  # type: ignore[attr-defined]
             return StepResult(obs, score, 0, completed or score < 0, moves)
 
         result = self._call(run)
@@ -164,7 +226,16 @@ class Simulator:
         return self._call(self.server.freeActionInventory)
 
     def valid_actions(self) -> list[str]:
-        return self._call(lambda: list(self.server.getValidActionObjectCombinations()))
+        """The commands the game accepts now. Leaves the world's random generator as it was (the query draws
+        from it), so asking for hints never changes what happens next; the list crosses py4j as one string."""
+        def run() -> list[str]:
+            state: _JVMState = self.jvm.state  # type: ignore[attr-defined]
+            before = state.save()
+            actions = self.jvm.gateway.jvm.java.lang.String.join("\n", self.server.getValidActionObjectCombinations())
+            state.restore(before)
+            return actions.split("\n") if actions else []
+
+        return self._call(run)
 
     def gold_actions(self) -> list[str]:
         """The gold action sequence of the loaded task (it must have been loaded with ``gold=True``)."""

@@ -121,16 +121,8 @@ def test_fast_step_identical_to_package_step(name):
     assert _our_trace(name, 0, gold) == expected
 
 
-# grow-fruit, mendelian-genetics-known-plant: the package's own step is not neutral there. Its per-step look/inventory/valid-action queries
-# draw from the JVM-wide random generator, so the bees pollinate other flowers than on our path from step 60
-# on (both paths still score 100; measured 2026-11-29).
-STOCHASTIC = {"grow-fruit", "mendelian-genetics-known-plant"}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(
-    strict=True, reason="the package's per-step queries consume the simulator's random numbers"))
-    if n in STOCHASTIC else n for n in task_names()])
+@pytest.mark.parametrize("name", task_names())
 def test_fast_step_identical_to_package_step_every_task(name):
     gold, expected = _package_trace(name, 0)
     assert _our_trace(name, 0, gold) == expected
