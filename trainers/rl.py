@@ -82,6 +82,8 @@ class RLRun:
         state = torch.load(path / "trainer.pt", weights_only=False)
         self.trainer.load_state_dict(state)
         self.credit_state.update(state.get("credit", {}))
+        if self.algorithm.task_sampler and "task_sampler" in state:
+            self.algorithm.task_sampler.load_state_dict(state["task_sampler"])
         set_rng_state(torch.load(path / "rng.pt", weights_only=False))
         meta = self.ckpt.load_meta(path)
         self.session.policy.version = meta.get("policy_version", meta["step"])
@@ -89,6 +91,8 @@ class RLRun:
 
     def save(self, step: int) -> Path:
         state = {**self.trainer.state_dict(), "credit": self.credit_state}  # credit memory (e.g. OTC's n) resumes too
+        if self.algorithm.task_sampler:
+            state["task_sampler"] = self.algorithm.task_sampler.state_dict()
         return self.ckpt.save(step, self.session.model, self.session.tokenizer, state,
                               {"fingerprint": self.fingerprint, "policy_version": self.session.policy.version,
                                "algorithm": self.algorithm.name})
@@ -99,7 +103,8 @@ class RLRun:
         engine = RolloutEngine(s.policy, s.env_factory(), env_id=cfg.env.id, config=self.algorithm.rollout,
                                strategy=self.algorithm.make_strategy(step), progress=cfg.logging.progress and not self.quiet)
         t0 = time.perf_counter()
-        trees = engine.run(task_seeds(cfg.seed, step, cfg.trainer.tasks_per_step))
+        seeds, sampler = task_seeds(cfg.seed, step, cfg.trainer.tasks_per_step), self.algorithm.task_sampler
+        trees = engine.run(sampler.tasks(step, seeds) if sampler else seeds)
         t_rollout = time.perf_counter() - t0
         for i, tree in enumerate(trees):  # deterministic ids: a step replayed after a resume is stored once
             tree.id = f"train-{step:06d}-{i:04d}"
@@ -113,12 +118,14 @@ class RLRun:
         t_update = time.perf_counter() - t1
         s.policy.bump_version()
         mark_step(trees, step)
+        if sampler:
+            sampler.observe(trees)
         self.store.append_many(trees)
         metrics = {**rollout_metrics(trees), **stats.metrics(), "infra_error_leaves": adv_stats.infra_error_leaves,
                    "dropped_groups": adv_stats.dropped_groups,
                    "tokens_per_s": engine.stats["generated_tokens"] / max(t_rollout, 1e-9),
                    "time_generation_s": engine.stats["generation_s"], "time_env_s": engine.stats["env_s"],
-                   "time_rollout_s": t_rollout, "time_update_s": t_update}
+                   "time_rollout_s": t_rollout, "time_update_s": t_update, **(sampler.metrics() if sampler else {})}
         self.logger.log(step + 1, metrics)
         return metrics
 
