@@ -162,14 +162,12 @@ def _scienceworld_same_sequence(task: str, variation: int, repeats: int) -> None
                 score = info_o["score"]
                 if done_p or done_o:
                     break
-        replays = ours._sim.follows_package_random
     finally:
         pkg.close()
         ours.close()
     n = len(our_times)
-    how = "replays the package's random draws (bees)" if replays else "no random actors"
     print(f"scienceworld {task} v{variation} gold sequence ({len(gold)} actions, {n} steps timed, final score "
-          f"{score}; {how}):")
+          f"{score}):")
     print(f"  package ScienceWorldEnv.step: {_ms(pkg_times)}")
     print(f"  agentgym SciWorldEnv.step:    {_ms(our_times)}")
     print(f"  results identical: {identical}; ours is {statistics.mean(pkg_times) / statistics.mean(our_times):.1f}x "

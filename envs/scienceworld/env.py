@@ -19,9 +19,9 @@ selfWateringFlowerPots, noElectricalAction). The gold action sequence of the cur
 
 Identical to the package: observations, scores and termination equal those of the package's
 `ScienceWorldEnv.step` on the same commands, for every task. Where the world has random actors (bees), the
-package's per-step valid-action query shifts the world's random numbers; ``package_random="auto"`` (default)
-replays those draws there (see `simulator.py`), "never" skips them (faster; such worlds then evolve as if no
-one had listed valid actions).
+package's per-step valid-action query shifts the world's random numbers (the bees'); ``package_random=True``
+(default) replays those draws after each step, overlapping the agent's next generation (see `simulator.py`);
+False skips them (the bees then fly as if no one had listed valid actions).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any, Callable
 from agentgym.env import EnvLimits, TextEnv
 from agentgym.envs.scienceworld.expert import gold_path, header
 from agentgym.envs.scienceworld.jvm import JVMConfig, JVMDiedError
-from agentgym.envs.scienceworld.simulator import PackageRandom, Simulator, StepResult
+from agentgym.envs.scienceworld.simulator import Simulator, StepResult
 from agentgym.parsing import make_parser
 from agentgym.tools import tool
 from agentgym.trajectory import Observation, ToolCallRecord
@@ -79,7 +79,7 @@ class SciWorldEnv(TextEnv):
     def __init__(self, task: str | None = None, split: str = "train", variation: int | None = None,
                  simplifications: str | list[str] | tuple[str, ...] = "", tool_format: str = "text",
                  show: tuple[str, ...] | list[str] = (), hints: bool = False, jvm: JVMConfig | dict | None = None,
-                 package_random: PackageRandom = "auto", limits: EnvLimits | dict | None = None, render_mode: str | None = None):
+                 package_random: bool = True, limits: EnvLimits | dict | None = None, render_mode: str | None = None):
         super().__init__(limits=limits or EnvLimits(max_turns=100, max_tokens_per_turn=64,
                                                     max_tokens_per_episode=8192), render_mode=render_mode)
         names = task_names()
@@ -100,8 +100,8 @@ class SciWorldEnv(TextEnv):
             raise ValueError(f"simplification noElectricalAction cannot be used with task {self.task_name!r}: "
                              "it needs electrical actions")
         self.show, self.hints = tuple(show), bool(hints)
-        if package_random not in ("auto", "always", "never"):
-            raise ValueError(f"package_random must be 'auto', 'always' or 'never', got {package_random!r}")
+        if not isinstance(package_random, bool):
+            raise ValueError(f"package_random must be true or false, got {package_random!r}")
         self.package_random = package_random
         self.jvm_config = jvm if isinstance(jvm, JVMConfig) else JVMConfig(**(jvm or {}))
         self.parser = make_parser(tool_format, ["act"]) if tool_format != "text" else None
@@ -230,7 +230,7 @@ class SciWorldEnv(TextEnv):
             cached = _splits_cache.get(name)
         if cached is None:
             sim = self._simulator()
-            sim.load(name, 0, "", package_random="never")
+            sim.load(name, 0, "", package_random=False)
             cached = sim.splits()
             with _cache_lock:
                 _splits_cache[name] = cached

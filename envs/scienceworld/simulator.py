@@ -17,21 +17,22 @@ the previous owner's values are saved and the caller's restored (10 py4j calls, 
 makes a shared-JVM episode identical to one in a JVM of its own (tested by interleaving two episodes).
 
 The package's valid-action query is not neutral: naming objects uniquely (``InputParser.
-chooseUniqueReferents``) draws from that same JVM-wide random generator (~450 draws a step), so a world whose
-own dynamics are random — bees (``Bee``, the only ``WanderingAnimal``) fly and pollinate, and pollinated
-plants get random genetic traits — evolves differently depending on whether someone listed the valid actions
-(grow-fruit and mendelian-genetics-known-plant diverge from the package after ~60 gold steps). To stay
-identical to the package's step there, `Simulator.step` makes exactly the calls of the query that draw
-(the referent tables of the visible objects and of the whole universe; not the ~75 % of its time spent
-building the action-object combinations) when the loaded world holds such random actors
-(``package_random="auto"``, checked at load), and `valid_actions` itself leaves the generator as it found it.
+chooseUniqueReferents``) draws from that same JVM-wide random generator (~450 draws a step), and every world
+has random actors (the bees outside fly and pollinate; pollinated plants get random genetic traits), so the
+world evolves differently depending on whether someone listed the valid actions (on the gold paths of
+grow-fruit and mendelian-genetics-known-plant the observations differ from step ~60 on). To stay identical to
+the package's step, `Simulator.step` makes the query's calls that draw — the referent tables of the visible
+objects and of the whole universe, ~40 % of its JVM time, without building and transferring the ~4,000
+action strings — after the step's outcome has been read, on a background thread: the step returns first and
+the draws overlap the agent's next generation; the next call into the simulator waits for them
+(``package_random=False`` skips them). `valid_actions` leaves the generator as it found it.
 """
 
 from __future__ import annotations
 
-import json
+import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, TypeVar
+from typing import Any, Callable, TypeVar
 
 from agentgym.envs.scienceworld.jvm import POOL, JVM, JVMConfig, JVMDiedError
 
@@ -59,10 +60,6 @@ class _Globals:
 
 
 _RANDOM_MULTIPLIER = 0x5DEECE66D  # java.util.Random's LCG multiplier
-# Classes whose simulation ticks draw from the shared random generator (javap over the package's jar: the
-# other users of scala.util.Random build the world at load time or name objects for the parser).
-RANDOM_ACTORS = ("scienceworld.objects.livingthing.animals.Bee",)
-PackageRandom = Literal["auto", "always", "never"]
 
 
 class _JVMState:
@@ -100,20 +97,10 @@ class _PackageDraws:
     calls, with the same arguments, in the same order (read from the jar's bytecode)."""
 
     def __init__(self, jvm: JVM):
-        from scienceworld.constants import BASEPATH
-
         cls = jvm.gateway.jvm.java.lang.Class
         self.parser = cls.forName("scienceworld.input.InputParser$").getField("MODULE$").get(None)
         self.env_object = cls.forName("scala.reflect.ClassTag$").getField("MODULE$").get(None).apply(
             cls.forName("scienceworld.struct.EnvObject"))
-        with open(f"{BASEPATH}/object_type_ids.tsv", encoding="utf-8") as f:
-            type_ids = dict(line.rstrip("\n").split("\t")[:2] for line in f if "\t" in line)
-        self.random_actor_types = {type_ids[name] for name in RANDOM_ACTORS if name in type_ids}
-
-    def world_is_random(self, server: Any) -> bool:
-        """Whether the loaded world holds an object whose behaviour draws random numbers (one py4j call)."""
-        types = json.loads(server.getAllObjectTypesLUTJSON())
-        return not self.random_actor_types.isdisjoint(str(t) for t in types.values())
 
     def consume(self, server: Any) -> None:
         agent = server.agentInterface().get()
@@ -136,7 +123,9 @@ class Simulator:
         self._closed = False
         self._saved: _Globals | None = None  # this simulator's JVM-wide state while another one runs
         self.last_score = 0
-        self.follows_package_random = False  # replay the package's per-step draws (decided at load)
+        self.package_random = True  # replay the package's per-step draws (set by `load`)
+        self._draws: threading.Thread | None = None  # the last step's draws, running in the JVM
+        self._draws_error: BaseException | None = None
         try:
             self.server = self._call(lambda: self.jvm.gateway.jvm.scienceworld.runtime.pythonapi.PythonInterface())
             if not hasattr(self.jvm, "state"):
@@ -148,6 +137,25 @@ class Simulator:
 
     # ---- calls into the JVM -----------------------------------------------------------------------
     def _call(self, fn: Callable[[], T]) -> T:
+        self._settle()
+        return self._run(fn)
+
+    def _settle(self) -> None:
+        """Wait for the previous step's deferred draws; their failure (a JVM that died) is this call's."""
+        draws, self._draws = self._draws, None
+        if draws is not None:
+            draws.join()
+        error, self._draws_error = self._draws_error, None
+        if error is not None:
+            raise error
+
+    def _replay_draws(self) -> None:
+        try:
+            self._run(lambda: self.jvm.draws.consume(self.server))  # type: ignore[attr-defined]
+        except BaseException as e:  # reported by the next call (`_settle`)
+            self._draws_error = e
+
+    def _run(self, fn: Callable[[], T]) -> T:
         from py4j.protocol import Py4JError, Py4JNetworkError
 
         if self._closed:
@@ -168,7 +176,7 @@ class Simulator:
             except Py4JError as e:
                 if not jvm.alive() or "Gateway" in str(e) and jvm.proc.poll() is not None:
                     jvm.dead = True
-                    raise JVMDiedError(f"the ScienceWorld JVM (pid {jvm.pid}) died: {e}") from e
+                    raise JVMDiedError(f"the ScienceWorld JVM (pid {jvm.pid}) died: {e}; reset() starts a new one") from e
                 raise
 
     def _switch_in(self) -> None:
@@ -184,22 +192,20 @@ class Simulator:
 
     # ---- the simulator API ------------------------------------------------------------------------
     def load(self, task: str, variation: int, simplifications: str = "", gold: bool = False,
-             package_random: PackageRandom = "auto") -> None:
+             package_random: bool = True) -> None:
         """Load a task variation (as the package's `load`; the caller validates the arguments). Any saved
         state is void: loading resets the JVM-wide state, and this simulator now owns it.
 
-        ``package_random``: replay, after every step, the random draws the package's step makes ("always"),
-        never ("never": faster, but worlds with random actors then evolve differently from the package's),
-        or only when the loaded world has random actors ("auto", identical to the package at the least cost).
+        ``package_random``: after every step, replay the random draws the package's step makes (identical
+        results to the package); False skips them (less JVM work; the bees then fly as if nobody had listed
+        the valid actions, so longer episodes differ from the package's).
         """
-        if package_random not in ("auto", "always", "never"):
-            raise ValueError(f"package_random must be 'auto', 'always' or 'never', got {package_random!r}")
+        if not isinstance(package_random, bool):
+            raise ValueError(f"package_random must be true or false, got {package_random!r}")
         self._saved = None
         self._call(lambda: self.server.load(task, variation, simplifications, gold))
         self.last_score = 0
-        draws: _PackageDraws = self.jvm.draws  # type: ignore[attr-defined]
-        self.follows_package_random = package_random == "always" or (
-            package_random == "auto" and self._call(lambda: draws.world_is_random(self.server)))
+        self.package_random = package_random
 
     def step(self, action: str) -> StepResult:
         def run() -> StepResult:
@@ -207,11 +213,12 @@ class Simulator:
             score = int(round(100 * self.server.getScore()))  # the package's conversion from 0-1 to 0-100
             completed = bool(self.server.getCompleted())
             moves = int(self.server.getNumMoves())
-            if self.follows_package_random:
-                self.jvm.draws.consume(self.server)  # type: ignore[attr-defined]
             return StepResult(obs, score, 0, completed or score < 0, moves)
 
         result = self._call(run)
+        if self.package_random:  # after the outcome is read, as the package queries after its step
+            self._draws = threading.Thread(target=self._replay_draws, name="scienceworld-draws", daemon=True)
+            self._draws.start()
         result.reward = result.score - self.last_score
         self.last_score = result.score
         return result
@@ -268,6 +275,10 @@ class Simulator:
     def close(self) -> None:
         if self._closed:
             return
+        try:
+            self._settle()
+        except Exception:
+            pass  # a JVM that died during the draws is shut down below all the same
         jvm = self.jvm
         with jvm.lock:
             if jvm.owner is self:
