@@ -136,19 +136,26 @@ def _package_env(config):
 
 
 def _scienceworld_same_sequence(task: str, variation: int, repeats: int) -> None:
+    """The package's step vs ours on one gold sequence. Ours three ways: interleaved with the package's (our
+    deferred random draws overlap the package's step, as they overlap an agent's generation in a rollout),
+    back-to-back (each step first waits for the previous step's draws), and without the draws."""
     from agentgym.envs.scienceworld import JVMConfig, SciWorldEnv
 
     config = JVMConfig(envs_per_jvm=1)
     pkg = _package_env(config)
     ours = SciWorldEnv(task=task, variation=variation, jvm=config, limits={"max_turns": 10**6})
+    no_draws = SciWorldEnv(task=task, variation=variation, jvm=config, package_random=False,
+                           limits={"max_turns": 10**6})
+    times: dict[str, list[float]] = {"package": [], "interleaved": [], "back-to-back": [], "no draws": []}
+    identical, score, expected = True, 0, []
     try:
         pkg.load(task, variation, "", generateGoldPath=True)
         gold = pkg.get_gold_action_sequence()
-        pkg_times, our_times, identical, score = [], [], True, 0
-        for repeat in range(repeats + 1):  # the first pass warms both JVMs up (JIT) and is not timed
+        for repeat in range(repeats + 1):  # the first pass warms the JVMs up (JIT) and is not timed
             pkg.load(task, variation, "")  # the package's reset reloads the task it was loaded with
             pkg.reset()
             ours.reset(seed=0)
+            expected = []
             for command in gold:
                 t = time.perf_counter()
                 obs_p, _, done_p, info_p = pkg.step(command)
@@ -156,22 +163,38 @@ def _scienceworld_same_sequence(task: str, variation: int, repeats: int) -> None
                 t = time.perf_counter()
                 obs_o, _, done_o, _, info_o = ours.step(command)
                 if repeat:
-                    pkg_times.append(t_pkg)
-                    our_times.append(time.perf_counter() - t)
-                identical &= (obs_p.strip(), info_p["score"], done_p) == (obs_o, info_o["score"], done_o)
+                    times["package"].append(t_pkg)
+                    times["interleaved"].append(time.perf_counter() - t)
+                expected.append((obs_p.strip(), info_p["score"], done_p))
+                identical &= expected[-1] == (obs_o, info_o["score"], done_o)
                 score = info_o["score"]
                 if done_p or done_o:
                     break
+            for env, label in ((ours, "back-to-back"), (no_draws, "no draws")):
+                env.reset(seed=0)
+                got = []
+                for command in gold[:len(expected)]:
+                    t = time.perf_counter()
+                    obs, _, done, _, info = env.step(command)
+                    if repeat:
+                        times[label].append(time.perf_counter() - t)
+                    got.append((obs, info["score"], done))
+                if label == "back-to-back":
+                    identical &= got == expected
     finally:
         pkg.close()
         ours.close()
-    n = len(our_times)
-    print(f"scienceworld {task} v{variation} gold sequence ({len(gold)} actions, {n} steps timed, final score "
-          f"{score}):")
-    print(f"  package ScienceWorldEnv.step: {_ms(pkg_times)}")
-    print(f"  agentgym SciWorldEnv.step:    {_ms(our_times)}")
-    print(f"  results identical: {identical}; ours is {statistics.mean(pkg_times) / statistics.mean(our_times):.1f}x "
-          "faster (mean step time; goal >= 5x)")
+        no_draws.close()
+    base = statistics.mean(times["package"])
+    print(f"scienceworld {task} v{variation} gold sequence ({len(gold)} actions, {len(times['package'])} steps "
+          f"timed, final score {score}):")
+    print(f"  package ScienceWorldEnv.step:                       {_ms(times['package'])}")
+    for label, text in (("interleaved", "agentgym, draws overlapping the next action:"),
+                        ("back-to-back", "agentgym, back-to-back (waits for the draws):"),
+                        ("no draws", "agentgym, package_random=False:")):
+        print(f"  {text:<51}{_ms(times[label])}  -> {base / statistics.mean(times[label]):.1f}x")
+    print(f"  results identical to the package (interleaved and back-to-back): {identical}; goal >= 5x "
+          "(mean step time)")
 
 
 def bench_scienceworld(quick: bool) -> None:
