@@ -51,11 +51,12 @@ def test_env_example_trains_one_step_on_the_tiny_model(tmp_path, name):
     from agentgym.trainers.rl import RLRun
 
     path = Path(__file__).parents[2] / "examples" / name
+    branches = load_config(path).algorithm.name == "arpo"
     cfg = load_config(path, [f"run_dir={tmp_path / 'run'}", "policy.model=tiny", "trainer.steps=1",
                              "trainer.tasks_per_step=2", "trainer.checkpoint_every=1", "rollout.group_size=2",
                              "logging.tensorboard=false", "logging.progress=false",
                              "env.limits.max_turns=2", "env.limits.max_tokens_per_turn=16"]
-                      + (["rollout.max_trajectories=3"] if cfg_branches(path) else []))
+                      + (["rollout.max_trajectories=3"] if branches else []))
     why = _backend_missing(cfg.env.id)
     if why:
         pytest.skip(why)
@@ -67,7 +68,3 @@ def test_env_example_trains_one_step_on_the_tiny_model(tmp_path, name):
     assert all(len(t.nodes) >= 2 for t in trees)  # at least one env observation came back per task
     if cfg.algorithm.name == "arpo":
         assert all(len(t.leaves()) <= 3 for t in trees)
-
-
-def cfg_branches(path: Path) -> bool:
-    return load_config(path).algorithm.name == "arpo"
