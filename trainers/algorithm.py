@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentgym.config import AlgorithmConfig, Config, ConfigError, RolloutConfig
-from agentgym.trainers.pieces import AdvantageEstimator, Credit, LossTerm, RolloutStrategy, SampleBuilder
+from agentgym.trainers.pieces import AdvantageEstimator, Credit, LossTerm, RolloutStrategy, SampleBuilder, TaskSampler
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Algorithm:
     advantage: AdvantageEstimator
     build_samples: SampleBuilder
     loss_terms: list[LossTerm] = field(default_factory=list)  # the terms the trainer sums
+    task_sampler: TaskSampler | None = None  # None: each step's seeds, the env picks the tasks
 
 
 @dataclass(frozen=True)

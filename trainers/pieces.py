@@ -6,6 +6,7 @@
     advantage         -> an advantage for every (trajectory, turn), stored on the tree for the viewer
     sample builder    -> training samples (exact token ids, loss mask, per-token advantages)
     loss terms        -> the clipped surrogate plus optional regularisers, summed by the trainer
+    task sampler      -> (optional) which tasks a step rolls out, e.g. a curriculum (curriculum.py)
 
 An algorithm file (grpo.py, arpo.py, a plugin) picks one of each and configures it; the training loop
 (rl.py) and the update (core.py) are shared. Protocols only here: implementations live in credit.py,
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from agentgym.rollout import Branching, NoBranching, RolloutStrategy, TurnView
+from agentgym.rollout import Branching, NoBranching, RolloutStrategy, Task, TurnView
 from agentgym.trajectory import TrajectoryTree
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from agentgym.trainers.samples import Sample
 
 __all__ = ["Advantages", "AdvantageEstimator", "Branching", "Credit", "CreditContext", "LossBatch", "LossTerm",
-           "NoBranching", "RolloutStrategy", "SampleBuilder", "Scorer", "TurnView"]
+           "NoBranching", "RolloutStrategy", "SampleBuilder", "Scorer", "TaskSampler", "TurnView"]
 
 
 class Scorer(Protocol):
@@ -103,3 +104,19 @@ class LossTerm(Protocol):
     name: str
 
     def __call__(self, batch: LossBatch) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+
+class TaskSampler(Protocol):
+    """Chooses a step's tasks. Without one, a step rolls out the seeds of `task_seeds` and the env picks each
+    task from its seed. `tasks` may keep a seed or turn it into a `Task` (seed + the env's task options);
+    `observe` sees the step's finished trees; the state is checkpointed so a resumed run samples alike."""
+
+    def tasks(self, step: int, seeds: list[int]) -> list[Task | int]: ...
+
+    def observe(self, trees: list[TrajectoryTree]) -> None: ...
+
+    def metrics(self) -> dict[str, float]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...

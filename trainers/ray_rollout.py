@@ -58,7 +58,7 @@ class RayRollouts:
                                   EnvSpec.of(cfg.env.id, env_kwargs(cfg)), cfg.run_dir)
         self.sync(model, version)
 
-    def rollout(self, step: int, seed: int, tasks: list[int], algorithm: Any) -> tuple[list[TrajectoryTree], dict]:
+    def rollout(self, step: int, seed: int, tasks: list[Any], algorithm: Any) -> tuple[list[TrajectoryTree], dict]:
         ids = [f"train-{step:06d}-{i:04d}" for i in range(len(tasks))]
         return self.fleet.rollout(tasks, ids, algorithm.rollout, algorithm.make_strategy(step),
                                   torch_seed=seed * 1_000_003 + step)

@@ -91,6 +91,8 @@ class RLRun:
         state = torch.load(path / "trainer.pt", weights_only=False)
         self.trainer.load_state_dict(state)
         self.credit_state.update(state.get("credit", {}))
+        if self.algorithm.task_sampler and "task_sampler" in state:
+            self.algorithm.task_sampler.load_state_dict(state["task_sampler"])
         set_rng_state(torch.load(path / "rng.pt", weights_only=False))
         meta = self.ckpt.load_meta(path)
         self.session.policy.version = meta.get("policy_version", meta["step"])
@@ -98,6 +100,8 @@ class RLRun:
 
     def save(self, step: int) -> Path:
         state = {**self.trainer.state_dict(), "credit": self.credit_state}  # credit memory (e.g. OTC's n) resumes too
+        if self.algorithm.task_sampler:
+            state["task_sampler"] = self.algorithm.task_sampler.state_dict()
         return self.ckpt.save(step, self.session.model, self.session.tokenizer, state,
                               {"fingerprint": self.fingerprint, "policy_version": self.session.policy.version,
                                "algorithm": self.algorithm.name})
@@ -106,13 +110,14 @@ class RLRun:
         cfg, s = self.cfg, self.session
         torch.manual_seed(cfg.seed * 1_000_003 + step)
         t0 = time.perf_counter()
+        seeds, sampler = task_seeds(cfg.seed, step, cfg.trainer.tasks_per_step), self.algorithm.task_sampler
+        tasks = sampler.tasks(step, seeds) if sampler else seeds
         if self.ray is not None:
-            trees, rollout_stats = self.ray.rollout(step, cfg.seed, task_seeds(cfg.seed, step, cfg.trainer.tasks_per_step),
-                                                    self.algorithm)
+            trees, rollout_stats = self.ray.rollout(step, cfg.seed, tasks, self.algorithm)
         else:
             engine = RolloutEngine(s.policy, s.env_factory(), env_id=cfg.env.id, config=self.algorithm.rollout,
                                    strategy=self.algorithm.make_strategy(step), progress=cfg.logging.progress and not self.quiet)
-            trees = engine.run(task_seeds(cfg.seed, step, cfg.trainer.tasks_per_step))
+            trees = engine.run(tasks)
             rollout_stats = engine.stats
         t_rollout = time.perf_counter() - t0
         for i, tree in enumerate(trees):  # deterministic ids: a step replayed after a resume is stored once
@@ -129,6 +134,8 @@ class RLRun:
         if self.ray is not None:
             self.ray.sync(s.model, s.policy.version)
         mark_step(trees, step)
+        if sampler:
+            sampler.observe(trees)
         if self.ray is not None:
             self.ray.commit(trees)  # each worker's own store file (agentgym.store.MergedStore reads them)
         else:
@@ -137,7 +144,7 @@ class RLRun:
                    "dropped_groups": adv_stats.dropped_groups,
                    "tokens_per_s": rollout_stats["generated_tokens"] / max(t_rollout, 1e-9),
                    "time_generation_s": rollout_stats["generation_s"], "time_env_s": rollout_stats["env_s"],
-                   "time_rollout_s": t_rollout, "time_update_s": t_update}
+                   "time_rollout_s": t_rollout, "time_update_s": t_update, **(sampler.metrics() if sampler else {})}
         self.logger.log(step + 1, metrics)
         return metrics
 

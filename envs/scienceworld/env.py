@@ -16,6 +16,12 @@ variations, as the package defines them) and ``variation`` (an index, or None to
 the package's string ("easy" or a comma list of teleportAction, openDoors, openContainers,
 selfWateringFlowerPots, noElectricalAction). The gold action sequence of the current episode is
 `gold_actions()`; the scripted expert (`expert.py`) plays it from the conversation.
+
+Identical to the package: observations, scores and termination equal those of the package's
+`ScienceWorldEnv.step` on the same commands, for every task. Where the world has random actors (bees), the
+package's per-step valid-action query shifts the world's random numbers (the bees'); ``package_random=True``
+(default) replays those draws after each step, overlapping the agent's next generation (see `simulator.py`);
+False skips them (the bees then fly as if no one had listed valid actions).
 """
 
 from __future__ import annotations
@@ -73,7 +79,7 @@ class SciWorldEnv(TextEnv):
     def __init__(self, task: str | None = None, split: str = "train", variation: int | None = None,
                  simplifications: str | list[str] | tuple[str, ...] = "", tool_format: str = "text",
                  show: tuple[str, ...] | list[str] = (), hints: bool = False, jvm: JVMConfig | dict | None = None,
-                 limits: EnvLimits | dict | None = None, render_mode: str | None = None):
+                 package_random: bool = True, limits: EnvLimits | dict | None = None, render_mode: str | None = None):
         super().__init__(limits=limits or EnvLimits(max_turns=100, max_tokens_per_turn=64,
                                                     max_tokens_per_episode=8192), render_mode=render_mode)
         names = task_names()
@@ -94,6 +100,9 @@ class SciWorldEnv(TextEnv):
             raise ValueError(f"simplification noElectricalAction cannot be used with task {self.task_name!r}: "
                              "it needs electrical actions")
         self.show, self.hints = tuple(show), bool(hints)
+        if not isinstance(package_random, bool):
+            raise ValueError(f"package_random must be true or false, got {package_random!r}")
+        self.package_random = package_random
         self.jvm_config = jvm if isinstance(jvm, JVMConfig) else JVMConfig(**(jvm or {}))
         self.parser = make_parser(tool_format, ["act"]) if tool_format != "text" else None
         self._sim: Simulator | None = None
@@ -143,7 +152,7 @@ class SciWorldEnv(TextEnv):
         limit = sim.max_variations(name)
         if not 0 <= variation < limit:
             raise ValueError(f"variation {variation} is out of range for task {name!r} (0..{limit - 1})")
-        sim.load(name, variation, simplifications)
+        sim.load(name, variation, simplifications, package_random=self.package_random)
         first = sim.step("look around")  # as the package's reset
         self.episode = {"name": name, "variation": variation, "simplifications": simplifications}
         obs = (f"{header(name, variation, simplifications)}\n{sim.task_description().strip()}\n\n"
@@ -221,7 +230,7 @@ class SciWorldEnv(TextEnv):
             cached = _splits_cache.get(name)
         if cached is None:
             sim = self._simulator()
-            sim.load(name, 0, "")
+            sim.load(name, 0, "", package_random=False)
             cached = sim.splits()
             with _cache_lock:
                 _splits_cache[name] = cached

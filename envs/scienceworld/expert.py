@@ -31,7 +31,7 @@ def gold_path(name: str, variation: int, simplifications: str = "", jvm: object 
             return list(_cache[key])
     helper = Simulator(jvm)  # type: ignore[arg-type]
     try:
-        helper.load(name, variation, simplifications, gold=True)
+        helper.load(name, variation, simplifications, gold=True, package_random=False)
         actions = helper.gold_actions()
     finally:
         helper.close()

@@ -15,10 +15,22 @@ the same JVM would change all three under this one's feet (found with ``javap`` 
 So each simulator owns a copy of them: when a different simulator than the last one calls into the JVM,
 the previous owner's values are saved and the caller's restored (10 py4j calls, only on a switch), which
 makes a shared-JVM episode identical to one in a JVM of its own (tested by interleaving two episodes).
+
+The package's valid-action query is not neutral: naming objects uniquely (``InputParser.
+chooseUniqueReferents``) draws from that same JVM-wide random generator (~450 draws a step), and every world
+has random actors (the bees outside fly and pollinate; pollinated plants get random genetic traits), so the
+world evolves differently depending on whether someone listed the valid actions (on the gold paths of
+grow-fruit and mendelian-genetics-known-plant the observations differ from step ~60 on). To stay identical to
+the package's step, `Simulator.step` makes the query's calls that draw — the referent tables of the visible
+objects and of the whole universe, ~40 % of its JVM time, without building and transferring the ~4,000
+action strings — after the step's outcome has been read, on a background thread: the step returns first and
+the draws overlap the agent's next generation; the next call into the simulator waits for them
+(``package_random=False`` skips them). `valid_actions` leaves the generator as it found it.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
@@ -79,6 +91,28 @@ class _JVMState:
         self.simplifier.parseSimplificationStr(g.simplifications.replace(" ", ""))
 
 
+class _PackageDraws:
+    """Replays the random draws of ``AgentInterface.getValidActionObjectCombinations`` (which the package's
+    `step` calls every step) without building the action list: its two ``getAllUniqueReferentsLUTObjList``
+    calls, with the same arguments, in the same order (read from the jar's bytecode)."""
+
+    def __init__(self, jvm: JVM):
+        cls = jvm.gateway.jvm.java.lang.Class
+        self.parser = cls.forName("scienceworld.input.InputParser$").getField("MODULE$").get(None)
+        self.env_object = cls.forName("scala.reflect.ClassTag$").getField("MODULE$").get(None).apply(
+            cls.forName("scienceworld.struct.EnvObject"))
+
+    def consume(self, server: Any) -> None:
+        agent = server.agentInterface().get()
+        parser = agent.inputParser()
+        if parser.isInAmbiguousState():  # the query then lists the numbered choices: no draws
+            return
+        container = agent.getAgentVisibleObjects(False)._2
+        for root, everything in ((container, False), (agent.universe(), True)):
+            objects = self.parser.collectObjects(root, everything).toArray(self.env_object)
+            parser.getAllUniqueReferentsLUTObjList(objects, container, True, True)
+
+
 class Simulator:
     """A ScienceWorld simulator in a pooled JVM. Not for concurrent use by several threads itself (one env
     owns it); simulators in one JVM may be used from different threads (calls are serialised per JVM)."""
@@ -89,16 +123,39 @@ class Simulator:
         self._closed = False
         self._saved: _Globals | None = None  # this simulator's JVM-wide state while another one runs
         self.last_score = 0
+        self.package_random = True  # replay the package's per-step draws (set by `load`)
+        self._draws: threading.Thread | None = None  # the last step's draws, running in the JVM
+        self._draws_error: BaseException | None = None
         try:
             self.server = self._call(lambda: self.jvm.gateway.jvm.scienceworld.runtime.pythonapi.PythonInterface())
             if not hasattr(self.jvm, "state"):
                 self.jvm.state = self._call(lambda: _JVMState(self.jvm))  # type: ignore[attr-defined]
+                self.jvm.draws = self._call(lambda: _PackageDraws(self.jvm))  # type: ignore[attr-defined]
         except BaseException:
             self.close()
             raise
 
     # ---- calls into the JVM -----------------------------------------------------------------------
     def _call(self, fn: Callable[[], T]) -> T:
+        self._settle()
+        return self._run(fn)
+
+    def _settle(self) -> None:
+        """Wait for the previous step's deferred draws; their failure (a JVM that died) is this call's."""
+        draws, self._draws = self._draws, None
+        if draws is not None:
+            draws.join()
+        error, self._draws_error = self._draws_error, None
+        if error is not None:
+            raise error
+
+    def _replay_draws(self) -> None:
+        try:
+            self._run(lambda: self.jvm.draws.consume(self.server))  # type: ignore[attr-defined]
+        except BaseException as e:  # reported by the next call (`_settle`)
+            self._draws_error = e
+
+    def _run(self, fn: Callable[[], T]) -> T:
         from py4j.protocol import Py4JError, Py4JNetworkError
 
         if self._closed:
@@ -119,7 +176,7 @@ class Simulator:
             except Py4JError as e:
                 if not jvm.alive() or "Gateway" in str(e) and jvm.proc.poll() is not None:
                     jvm.dead = True
-                    raise JVMDiedError(f"the ScienceWorld JVM (pid {jvm.pid}) died: {e}") from e
+                    raise JVMDiedError(f"the ScienceWorld JVM (pid {jvm.pid}) died: {e}; reset() starts a new one") from e
                 raise
 
     def _switch_in(self) -> None:
@@ -134,12 +191,21 @@ class Simulator:
         jvm.owner = self
 
     # ---- the simulator API ------------------------------------------------------------------------
-    def load(self, task: str, variation: int, simplifications: str = "", gold: bool = False) -> None:
+    def load(self, task: str, variation: int, simplifications: str = "", gold: bool = False,
+             package_random: bool = True) -> None:
         """Load a task variation (as the package's `load`; the caller validates the arguments). Any saved
-        state is void: loading resets the JVM-wide state, and this simulator now owns it."""
+        state is void: loading resets the JVM-wide state, and this simulator now owns it.
+
+        ``package_random``: after every step, replay the random draws the package's step makes (identical
+        results to the package); False skips them (less JVM work; the bees then fly as if nobody had listed
+        the valid actions, so longer episodes differ from the package's).
+        """
+        if not isinstance(package_random, bool):
+            raise ValueError(f"package_random must be true or false, got {package_random!r}")
         self._saved = None
         self._call(lambda: self.server.load(task, variation, simplifications, gold))
         self.last_score = 0
+        self.package_random = package_random
 
     def step(self, action: str) -> StepResult:
         def run() -> StepResult:
@@ -150,6 +216,9 @@ class Simulator:
             return StepResult(obs, score, 0, completed or score < 0, moves)
 
         result = self._call(run)
+        if self.package_random:  # after the outcome is read, as the package queries after its step
+            self._draws = threading.Thread(target=self._replay_draws, name="scienceworld-draws", daemon=True)
+            self._draws.start()
         result.reward = result.score - self.last_score
         self.last_score = result.score
         return result
@@ -164,7 +233,16 @@ class Simulator:
         return self._call(self.server.freeActionInventory)
 
     def valid_actions(self) -> list[str]:
-        return self._call(lambda: list(self.server.getValidActionObjectCombinations()))
+        """The commands the game accepts now. Leaves the world's random generator as it was (the query draws
+        from it), so asking for hints never changes what happens next; the list crosses py4j as one string."""
+        def run() -> list[str]:
+            state: _JVMState = self.jvm.state  # type: ignore[attr-defined]
+            before = state.save()
+            actions = self.jvm.gateway.jvm.java.lang.String.join("\n", self.server.getValidActionObjectCombinations())
+            state.restore(before)
+            return actions.split("\n") if actions else []
+
+        return self._call(run)
 
     def gold_actions(self) -> list[str]:
         """The gold action sequence of the loaded task (it must have been loaded with ``gold=True``)."""
@@ -197,6 +275,10 @@ class Simulator:
     def close(self) -> None:
         if self._closed:
             return
+        try:
+            self._settle()
+        except Exception:
+            pass  # a JVM that died during the draws is shut down below all the same
         jvm = self.jvm
         with jvm.lock:
             if jvm.owner is self:

@@ -121,19 +121,63 @@ def test_fast_step_identical_to_package_step(name):
     assert _our_trace(name, 0, gold) == expected
 
 
-# grow-fruit, mendelian-genetics-known-plant: the package's own step is not neutral there. Its per-step look/inventory/valid-action queries
-# draw from the JVM-wide random generator, so the bees pollinate other flowers than on our path from step 60
-# on (both paths still score 100; measured 2026-11-29).
-STOCHASTIC = {"grow-fruit", "mendelian-genetics-known-plant"}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(
-    strict=True, reason="the package's per-step queries consume the simulator's random numbers"))
-    if n in STOCHASTIC else n for n in task_names()])
+@pytest.mark.parametrize("name", task_names())
 def test_fast_step_identical_to_package_step_every_task(name):
     gold, expected = _package_trace(name, 0)
     assert _our_trace(name, 0, gold) == expected
+
+
+def test_hints_leave_the_world_as_it_was_and_draws_can_be_skipped():
+    """Listing valid actions consumes none of the world's random numbers (the JVM-wide state is the same
+    before and after); with package_random=False a step makes only the outcome's draws."""
+    sim = Simulator(JVMConfig(envs_per_jvm=1))
+    try:
+        state = sim.jvm.state
+        for replay in (True, False):
+            sim.load("find-living-thing", 0, "", package_random=replay)
+            sim.step("look around")
+            before = sim.call("getNumMoves"), sim._call(state.save)
+            actions = sim.valid_actions()
+            assert "look around" in actions and len(actions) == len(set(actions)) > 10
+            assert (sim.call("getNumMoves"), sim._call(state.save)) == before
+        sim.load("find-living-thing", 0, "", package_random=True)
+        sim.step("look around")
+        replayed = sim._call(state.save).seed
+        sim.load("find-living-thing", 0, "", package_random=False)
+        sim.step("look around")
+        assert sim._call(state.save).seed != replayed
+        with pytest.raises(ValueError, match="package_random must be"):
+            sim.load("boil", 0, "", package_random="sometimes")
+    finally:
+        sim.close()
+
+
+@pytest.mark.slow
+def test_hint_requests_do_not_change_a_random_world():
+    """grow-fruit (bees): asking for valid actions before every command gives the same game as not asking,
+    and both equal the package's own trace."""
+    gold, expected = _package_trace("grow-fruit", 0)
+
+    def play(ask: bool) -> list:
+        env = SciWorldEnv(task="grow-fruit", variation=0, jvm={"envs_per_jvm": 1}, limits=LONG)
+        try:
+            env.reset(seed=0)
+            trace = []
+            for command in gold:
+                if ask:
+                    env.step("valid actions")
+                obs, _, terminated, _, info = env.step(command)
+                trace.append((obs, info["score"], terminated))
+                if terminated:
+                    break
+            return trace
+        finally:
+            env.close()
+
+    asked = play(True)
+    assert asked == play(False)
+    assert asked == [(obs.strip(), score, done) for obs, score, done, _ in expected[1:]]
 
 
 def test_shared_jvm_episodes_do_not_disturb_each_other():
@@ -232,6 +276,7 @@ def test_splits_and_seeded_variations():
     ({"show": ("valid",)}, "show: unknown item"),
     ({"jvm": {"heap": "lots"}}, "heap"),
     ({"jvm": {"threads": 4}}, "threads"),
+    ({"package_random": "auto"}, "package_random must be"),
 ])
 def test_bad_config_fails_before_any_jvm(kwargs, message):
     before = _java_children()
