@@ -42,7 +42,7 @@ from agentgym.trajectory import TrajectoryTree
 WEB, DEEP = "agentgym/WebSearch-v0", "agentgym/DeepResearch-v0"
 ENVS = {  # env kwargs for training; evaluation uses the test split and exact match
     WEB: {"reward": "f1", "page_chars": 600,
-          "limits": {"max_turns": 6, "max_tokens_per_turn": 160, "max_tokens_per_episode": 2048}},
+          "limits": {"max_turns": 5, "max_tokens_per_turn": 160, "max_tokens_per_episode": 1536}},
     DEEP: {"python": False, "page_chars": 600, "max_rounds": 6, "round_tokens": 640},
 }
 EXPERTS = {WEB: "agentgym.envs.web_search.expert:web_search_expert",
@@ -59,17 +59,19 @@ class Budget:
     sft_epochs: int
 
 
-QUICK, FULL = Budget(1, 2, 4, 8, 16, 2), Budget(3, 4, 4, 20, 48, 3)
+QUICK, FULL = Budget(1, 2, 4, 6, 16, 2), Budget(3, 4, 4, 20, 48, 3)
+MICRO_BATCH_TOKENS = 2048  # logits of 2k tokens x 49k vocab: keeps the update within ~2 GB on a shared machine
 
 
 def run_config(root: str, env_id: str, algorithm: str, b: Budget) -> Config:
     kwargs = {k: v for k, v in ENVS[env_id].items() if k != "limits"}
     return load_config(run_dir=f"{root}/{env_id.split('/')[1]}-{algorithm}", seed=3,
                        env={"id": env_id, "kwargs": kwargs, "limits": ENVS[env_id].get("limits")},
-                       policy={"model": "embedded", "max_batch_size": 32},
+                       policy={"model": "embedded", "max_batch_size": 16},
                        rollout={"group_size": b.group, "temperature": 1.0, "batch_wait_s": 0.25},
                        algorithm={"name": algorithm},
-                       trainer={"steps": b.steps, "tasks_per_step": b.tasks, "lr": 2e-5, "checkpoint_every": 0},
+                       trainer={"steps": b.steps, "tasks_per_step": b.tasks, "lr": 2e-5, "checkpoint_every": 0,
+                                "micro_batch_tokens": MICRO_BATCH_TOKENS},
                        eval={"tasks": b.eval_tasks, "split": "test", "temperature": 0.0},
                        logging={"tensorboard": False, "progress": False})
 
@@ -80,7 +82,8 @@ def warm_start(session, env_id: str, b: Budget) -> int:
     trees = expert_trees(EXPERTS[env_id], factory, env_id, session.tokenizer, [3_000_000 + i for i in range(b.sft_tasks)])
     samples = samples_from_trees(trees, 1.0)
     sft_train(session.model, session.tokenizer.pad_token_id, samples,
-              load_config(sft={"epochs": b.sft_epochs, "lr": 5e-5, "batch_size": 8}).sft)
+              load_config(sft={"epochs": b.sft_epochs, "lr": 5e-5, "batch_size": 4}).sft,
+              load_config(trainer={"micro_batch_tokens": MICRO_BATCH_TOKENS}).trainer)
     session.policy.bump_version()
     return len(samples)
 
