@@ -3,7 +3,8 @@ questions, seeds, warm start and rollout budget, with the embedded model (SmolLM
 
 Warm start: SFT on scripted-expert trajectories of training questions (the env's own experts; only the
 solved ones), one warm start per environment, so accuracy after it is not zero and RL has groups to work on.
-Every algorithm then trains from that same warm start with the same task seeds (`task_seeds(seed, step)`),
+Every run trains LoRA adapters (r=16 on the attention projections: the full model's optimiser state
+does not fit beside 8 jobs on the shared machine). Every algorithm then trains from that same warm start with the same task seeds (`task_seeds(seed, step)`),
 group size and step count, and is evaluated greedily on the same held-out (test split) questions.
 
 - Web search (agentgym/WebSearch-v0, trained on token-F1 reward, evaluated on exact match):
@@ -59,18 +60,21 @@ class Budget:
     sft_epochs: int
 
 
-QUICK, FULL = Budget(1, 2, 4, 6, 16, 2), Budget(3, 4, 4, 20, 48, 3)
+QUICK, FULL = Budget(1, 2, 4, 4, 12, 1), Budget(3, 4, 4, 20, 48, 3)
 MICRO_BATCH_TOKENS = 2048  # logits of 2k tokens x 49k vocab: keeps the update within ~2 GB on a shared machine
+
+
+MODEL = "embedded"  # --model tiny: a smoke run of the script itself (figures meaningless)
 
 
 def run_config(root: str, env_id: str, algorithm: str, b: Budget) -> Config:
     kwargs = {k: v for k, v in ENVS[env_id].items() if k != "limits"}
     return load_config(run_dir=f"{root}/{env_id.split('/')[1]}-{algorithm}", seed=3,
                        env={"id": env_id, "kwargs": kwargs, "limits": ENVS[env_id].get("limits")},
-                       policy={"model": "embedded", "max_batch_size": 16},
+                       policy={"model": MODEL, "max_batch_size": 16, "lora": {"r": 16}},
                        rollout={"group_size": b.group, "temperature": 1.0, "batch_wait_s": 0.25},
                        algorithm={"name": algorithm},
-                       trainer={"steps": b.steps, "tasks_per_step": b.tasks, "lr": 2e-5, "checkpoint_every": 0,
+                       trainer={"steps": b.steps, "tasks_per_step": b.tasks, "lr": 5e-5, "checkpoint_every": 0,
                                 "micro_batch_tokens": MICRO_BATCH_TOKENS},
                        eval={"tasks": b.eval_tasks, "split": "test", "temperature": 0.0},
                        logging={"tensorboard": False, "progress": False})
@@ -82,7 +86,7 @@ def warm_start(session, env_id: str, b: Budget) -> int:
     trees = expert_trees(EXPERTS[env_id], factory, env_id, session.tokenizer, [3_000_000 + i for i in range(b.sft_tasks)])
     samples = samples_from_trees(trees, 1.0)
     sft_train(session.model, session.tokenizer.pad_token_id, samples,
-              load_config(sft={"epochs": b.sft_epochs, "lr": 5e-5, "batch_size": 4}).sft,
+              load_config(sft={"epochs": b.sft_epochs, "lr": 2e-4, "batch_size": 4}).sft,
               load_config(trainer={"micro_batch_tokens": MICRO_BATCH_TOKENS}).trainer)
     session.policy.bump_version()
     return len(samples)
@@ -156,9 +160,10 @@ def fmt(x: float, spec: str = ".1%") -> str:
     return "n/a" if x != x else format(x, spec)
 
 
-def bench_web(session, root: str, b: Budget, base: dict) -> None:
+def bench_web(session, root: str, b: Budget, base: dict | None) -> None:
     cfgs = {a: run_config(root, WEB, a, b) for a in ("grpo", "igpo", "cgrpo")}
-    session.model.load_state_dict(base)
+    if base is not None:
+        session.model.load_state_dict(base)
     t0 = time.perf_counter()
     n = warm_start(session, WEB, b)
     warm = copy.deepcopy(session.model.state_dict())
@@ -188,9 +193,10 @@ def bench_web(session, root: str, b: Budget, base: dict) -> None:
           f"{naive:.1f} s = {fn:.1%} of the step; naive/batched = {naive / max(batched, 1e-9):.1f}x", flush=True)
 
 
-def bench_deep(session, root: str, b: Budget, base: dict) -> None:
+def bench_deep(session, root: str, b: Budget, base: dict | None) -> None:
     cfgs = {a: run_config(root, DEEP, a, b) for a in ("grpo", "eapo")}
-    session.model.load_state_dict(base)
+    if base is not None:
+        session.model.load_state_dict(base)
     t0 = time.perf_counter()
     n = warm_start(session, DEEP, b)
     warm = copy.deepcopy(session.model.state_dict())
@@ -214,11 +220,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny budget (minutes)")
     ap.add_argument("--only", choices=("web", "deep"), help="run one environment's part only")
+    ap.add_argument("--model", default="embedded", help="policy model (tiny: a smoke run of this script)")
     args = ap.parse_args()
+    global MODEL
+    MODEL = args.model
     b = QUICK if args.quick else FULL
     root = tempfile.mkdtemp(prefix="bench-credit-")
     session = open_session(run_config(root, WEB, "grpo", b))
-    base = copy.deepcopy(session.model.state_dict())
+    base = copy.deepcopy(session.model.state_dict()) if args.only is None else None
     t0 = time.perf_counter()
     if args.only in (None, "web"):
         bench_web(session, root, b, base)
