@@ -18,7 +18,9 @@ group size and step count, and is evaluated greedily on the same held-out (test 
 - Deep research (agentgym/DeepResearch-v0, Markovian rounds): GRPO and EAPO. Printed: held-out accuracy
   and rounds per solved question (EAPO's discount rewards solving in fewer rounds).
 
-Usage: python bench/bench_credit.py [--quick]   (quick: a few minutes; full: ~45 min on 2 busy CPU cores)
+Usage: python bench/bench_credit.py [--quick] [--only web|deep] [--model tiny]
+(quick: 1 RL step x 2 questions x 4 rollouts per algorithm, 4 held-out questions; full: 3 x 4 x 4, 20 held out.
+On the shared 2-core machine at load average 20-40 even the quick run takes far longer than on an idle one.)
 """
 
 from __future__ import annotations
