@@ -1,109 +1,242 @@
-"""Turn-level credit vs GRPO on the same questions: what each algorithm's credit does to the trajectories
-it is meant to discourage, measured on scripted groups run side by side in one run.
+"""Turn-level credit vs GRPO in one run: IGPO, C-GRPO and EAPO, each trained against GRPO on the same
+questions, seeds, warm start and rollout budget, with the embedded model (SmolLM2-135M-Instruct).
 
-- EAPO (deep-research workspace): each question's group holds the scripted expert and a "dawdler" that
-  wastes k rounds (opening a missing page) before doing the same; both solve it. Printed: rounds per solved
-  question of each, and the mean advantage per round-sample of the dawdler's rounds under EAPO vs GRPO
-  (GRPO sees an all-correct group: zero signal for efficiency).
-- C-GRPO (web search, held-out test split): each group holds the expert (cites its chain) and a shortcut
-  taker (the same answer, citations dropped). Printed: the shortcut rate (correct answers without a
-  supporting citation chain, R_rubric < 1) and the advantage the shortcut answers get under C-GRPO vs GRPO.
+Warm start: SFT on scripted-expert trajectories of training questions (the env's own experts; only the
+solved ones), one warm start per environment, so accuracy after it is not zero and RL has groups to work on.
+Every run trains LoRA adapters (r=16 on the attention projections: the full model's optimiser state
+does not fit beside 8 jobs on the shared machine). Every algorithm then trains from that same warm start with the same task seeds (`task_seeds(seed, step)`),
+group size and step count, and is evaluated greedily on the same held-out (test split) questions.
 
-One function per algorithm (`bench_eapo`, `bench_cgrpo`) so others (IGPO) can be added beside them.
-Usage: python bench/bench_credit.py [--quick]
+- Web search (agentgym/WebSearch-v0, trained on token-F1 reward, evaluated on exact match):
+  GRPO, IGPO and C-GRPO. Printed: held-out accuracy; the fraction of training groups whose trained
+  advantages are all zero (advantage collapse: the step learns nothing from them); the shortcut rate on
+  held-out questions (correct answers without a supporting citation chain: CaRR rubric score < 1 under
+  the rule judge, i.e. some hop of the gold chain is not identified, cited from a retrieved page and
+  connected to the answer); and IGPO's cost: its information-gain scoring time as a fraction of the step
+  (rollout + credit + update), batched (one forward pass per tree, tree_pass.py) vs naive (two scorer
+  calls per turn per trajectory, the reference code's default path), both timed on the very same trees.
+- Deep research (agentgym/DeepResearch-v0, Markovian rounds): GRPO and EAPO. Printed: held-out accuracy
+  and rounds per solved question (EAPO's discount rewards solving in fewer rounds).
+
+Usage: python bench/bench_credit.py [--quick] [--only web|deep] [--model tiny]
+(quick: 1 RL step x 2 questions x 4 rollouts per algorithm, 4 held-out questions; full: 3 x 4 x 4, 20 held out.
+On the shared 2-core machine at load average 20-40 even the quick run takes far longer than on an idle one.)
 """
 
 from __future__ import annotations
 
 import argparse
-import re
+import copy
 import statistics
 import tempfile
+import time
+from dataclasses import dataclass, field
 
-from agentgym.algorithms import algorithm_spec
-from agentgym.config import load_config
-from agentgym.envs.deep_research import DeepResearchEnv
-from agentgym.envs.deep_research.expert import deep_research_expert
-from agentgym.envs.deep_research.workspace import split_workspace
-from agentgym.envs.web_search.env import WebSearchEnv
-from agentgym.envs.web_search.expert import web_search_expert
-from agentgym.envs.web_search.index import IndexCache
-from agentgym.policies import ScriptedPolicy
-from agentgym.policies.models import load_tokenizer
-from agentgym.rollout import RolloutEngine
-from agentgym.trainers.pieces import AdvantageStats, CreditContext
+from agentgym.config import Config, load_config
+from agentgym.registry import make
+from agentgym.trainers.cgrpo import CGRPOCredit
+from agentgym.trainers.evaluate import evaluate
+from agentgym.trainers.pieces import CreditContext
+from agentgym.trainers.rl import RLRun, build_algorithm
+from agentgym.trainers.session import open_session
+from agentgym.trainers.sft import expert_trees, samples_from_trees, sft_train
 from agentgym.trajectory import TrajectoryTree
 
-CACHE = IndexCache(tempfile.mkdtemp(prefix="bench-credit-"))
+WEB, DEEP = "agentgym/WebSearch-v0", "agentgym/DeepResearch-v0"
+ENVS = {  # env kwargs for training; evaluation uses the test split and exact match
+    WEB: {"reward": "f1", "page_chars": 600,
+          "limits": {"max_turns": 5, "max_tokens_per_turn": 160, "max_tokens_per_episode": 1536}},
+    DEEP: {"python": False, "page_chars": 600, "max_rounds": 6, "round_tokens": 640},
+}
+EXPERTS = {WEB: "agentgym.envs.web_search.expert:web_search_expert",
+           DEEP: "agentgym.envs.deep_research.expert:deep_research_expert"}
 
 
-def grouped(policies: list, make_env, env_id: str, questions: int) -> list[TrajectoryTree]:
-    """One tree per question holding one trajectory of each policy (the same task seeds)."""
-    tok, trees = load_tokenizer("embedded"), []
-    runs = [RolloutEngine(ScriptedPolicy(p, tok), make_env, env_id=env_id).run(list(range(questions))) for p in policies]
-    for per_question in zip(*runs):
-        tree = TrajectoryTree(task=per_question[0].task, env_id=env_id)
-        for src in per_question:  # copy each single-trajectory tree in as one more root
-            offset = len(tree.nodes)
-            for n in src.nodes:
-                tree.nodes.append(n.model_copy(update={"id": n.id + offset,
-                                                       "parent": None if n.parent is None else n.parent + offset}))
-            tree.final_rewards.update({k + offset: v for k, v in src.final_rewards.items()})
-        trees.append(tree)
+@dataclass
+class Budget:
+    steps: int
+    tasks: int  # questions per step
+    group: int  # rollouts per question
+    eval_tasks: int
+    sft_tasks: int
+    sft_epochs: int
+
+
+QUICK, FULL = Budget(1, 2, 4, 4, 12, 1), Budget(3, 4, 4, 20, 48, 3)
+MICRO_BATCH_TOKENS = 2048  # logits of 2k tokens x 49k vocab: keeps the update within ~2 GB on a shared machine
+
+
+MODEL = "embedded"  # --model tiny: a smoke run of the script itself (figures meaningless)
+
+
+def run_config(root: str, env_id: str, algorithm: str, b: Budget) -> Config:
+    kwargs = {k: v for k, v in ENVS[env_id].items() if k != "limits"}
+    return load_config(run_dir=f"{root}/{env_id.split('/')[1]}-{algorithm}", seed=3,
+                       env={"id": env_id, "kwargs": kwargs, "limits": ENVS[env_id].get("limits")},
+                       policy={"model": MODEL, "max_batch_size": 16, "lora": {"r": 16}},
+                       rollout={"group_size": b.group, "temperature": 1.0, "batch_wait_s": 0.25},
+                       algorithm={"name": algorithm},
+                       trainer={"steps": b.steps, "tasks_per_step": b.tasks, "lr": 5e-5, "checkpoint_every": 0,
+                                "micro_batch_tokens": MICRO_BATCH_TOKENS},
+                       eval={"tasks": b.eval_tasks, "split": "test", "temperature": 0.0},
+                       logging={"tensorboard": False, "progress": False})
+
+
+def warm_start(session, env_id: str, b: Budget) -> int:
+    """SFT on the solved scripted-expert trajectories of training questions; returns the sample count."""
+    factory = lambda: make(env_id, split="train", **ENVS[env_id])  # noqa: E731
+    trees = expert_trees(EXPERTS[env_id], factory, env_id, session.tokenizer, [3_000_000 + i for i in range(b.sft_tasks)])
+    samples = samples_from_trees(trees, 1.0)
+    sft_train(session.model, session.tokenizer.pad_token_id, samples,
+              load_config(sft={"epochs": b.sft_epochs, "lr": 2e-4, "batch_size": 4}).sft,
+              load_config(trainer={"micro_batch_tokens": MICRO_BATCH_TOKENS}).trainer)
+    session.policy.bump_version()
+    return len(samples)
+
+
+@dataclass
+class Probe:
+    """Wraps a run's credit and advantage pieces: records zero-advantage groups and credit times, and (for
+    IGPO) times the naive per-turn scoring on the same trees before the batched one credits them."""
+
+    collapsed: list[bool] = field(default_factory=list)
+    credit_s: list[float] = field(default_factory=list)
+    naive_s: list[float] = field(default_factory=list)
+
+    def attach(self, run: RLRun, naive=None) -> RLRun:
+        alg = run.algorithm
+        credit, advantage = alg.credit, alg.advantage
+
+        def timed_credit(trees: list[TrajectoryTree], ctx: CreditContext) -> None:
+            if naive is not None:
+                t0 = time.perf_counter()
+                naive.credit(trees, ctx)
+                self.naive_s.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            credit(trees, ctx)
+            self.credit_s.append(time.perf_counter() - t0)
+
+        def recorded_advantage(trees, stats):
+            out = advantage(trees, stats)
+            self.collapsed += [all(abs(a) < 1e-9 for per in per_leaf.values() for a in per.values()) for per_leaf in out]
+            return out
+
+        alg.credit, alg.advantage = timed_credit, recorded_advantage
+        return run
+
+
+def held_out(session, cfg: Config, tag: str) -> list[TrajectoryTree]:
+    kwargs = {**ENVS[cfg.env.id], "split": "test", **({"reward": "em"} if cfg.env.id == WEB else {})}
+    trees, _ = evaluate(session.policy, lambda: make(cfg.env.id, **kwargs), cfg, tag, progress=False)
     return trees
 
 
-def per_policy_advantage(algo: str, trees: list[TrajectoryTree], which: int, **cfg) -> float:
-    a = algorithm_spec(algo).build(load_config(algorithm={"name": algo, **cfg}), None)
-    a.credit(trees, CreditContext(config=None, step=0))
-    adv = a.advantage(trees, AdvantageStats())
-    values = [v for t, per in zip(trees, adv) for leaf, nodes in per.items()
-              if sorted(t.leaves()).index(leaf) == which for v in nodes.values()]
-    return statistics.fmean(values) if values else 0.0
+def accuracy(trees: list[TrajectoryTree]) -> float:
+    leaves = [(t, leaf) for t in trees for leaf in t.leaves()]
+    return sum(t.leaf_reward(leaf) > 0 for t, leaf in leaves) / max(len(leaves), 1)
 
 
-def dawdler(k: int):
-    def act(context: str) -> str:
-        ws = split_workspace(context)
-        wasted = int(m.group(1)) if ws and (m := re.search(r"^wasted: (\d+)$", ws["report"], re.M)) else 0
-        if ws and wasted < k and "facts:" not in ws["report"]:
-            return f"<report>wasted: {wasted + 1}</report>\n<open>https://kb.agentgym.local/wiki/none-{wasted}</open>"
-        return deep_research_expert(context)
-    return act
+def shortcut_rate(trees: list[TrajectoryTree]) -> tuple[float, int]:
+    """Among correct held-out answers, the fraction whose citations do not support the whole gold chain."""
+    CGRPOCredit(load_config(algorithm={"name": "cgrpo"}).algorithm)(trees, CreditContext(config=None, step=0))
+    recs = [r for t in trees for r in t.meta["carr"].values() if r["outcome"] > 0]
+    return sum(r["rubric"] is None or r["rubric"] < 1 for r in recs) / max(len(recs), 1), len(recs)
 
 
-def bench_eapo(questions: int) -> None:
-    trees = grouped([deep_research_expert, dawdler(3)], lambda: DeepResearchEnv(split="test", python=False,
-                    index_cache=CACHE), "agentgym/DeepResearch-v0", questions)
-    for i, name in enumerate(("expert", "dawdler")):
-        solved = [len(t.path(sorted(t.leaves())[i])) for t in trees if t.leaf_reward(sorted(t.leaves())[i]) > 0]
-        print(f"eapo  {name:8s} solved {len(solved)}/{questions}  rounds per solved question "
-              f"{statistics.fmean(solved) if solved else float('nan'):.2f}")
-    e, g = per_policy_advantage("eapo", trees, 1), per_policy_advantage("grpo", trees, 1)
-    print(f"eapo  dawdler's mean round advantage: EAPO {e:+.4f}  GRPO {g:+.4f}")
+def rounds_per_solved(trees: list[TrajectoryTree]) -> float:
+    rounds = [len(t.path(leaf)) for t in trees for leaf in t.leaves() if t.leaf_reward(leaf) > 0]
+    return statistics.fmean(rounds) if rounds else float("nan")
 
 
-def bench_cgrpo(questions: int) -> None:
-    def shortcut(context: str) -> str:
-        return re.sub(r" ?\[\[\d+\]\([^)]*\)\]", "", web_search_expert(context))
-    trees = grouped([web_search_expert, shortcut], lambda: WebSearchEnv(split="test", index_cache=CACHE),
-                    "agentgym/WebSearch-v0", questions)
-    algorithm_spec("cgrpo").build(load_config(algorithm={"name": "cgrpo"}), None).credit(trees, CreditContext(None, 0))
-    for i, name in enumerate(("expert", "shortcut")):
-        recs = [t.meta["carr"][str(sorted(t.leaves())[i])] for t in trees]
-        correct = [r for r in recs if r["outcome"] > 0]
-        rate = sum(r["rubric"] is not None and r["rubric"] < 1 for r in correct) / max(len(correct), 1)
-        print(f"cgrpo {name:8s} correct {len(correct)}/{questions}  shortcut rate {rate:.2f}")
-    c, g = per_policy_advantage("cgrpo", trees, 1), per_policy_advantage("grpo", trees, 1)
-    print(f"cgrpo shortcut answers' mean advantage: C-GRPO {c:+.4f}  GRPO {g:+.4f}")
+def train(session, cfg: Config, warm: dict, probe: Probe, naive: bool = False) -> list[dict]:
+    session.model.load_state_dict(warm)
+    run = RLRun(cfg, session=session, quiet=True)
+    naive_alg = None
+    if naive:
+        off = cfg.algorithm.model_copy(update={"batched": False})
+        naive_alg = build_algorithm(cfg.model_copy(update={"algorithm": off}), session.tokenizer)
+    return probe.attach(run, naive_alg).train()
+
+
+def fmt(x: float, spec: str = ".1%") -> str:
+    return "n/a" if x != x else format(x, spec)
+
+
+def bench_web(session, root: str, b: Budget, base: dict | None) -> None:
+    cfgs = {a: run_config(root, WEB, a, b) for a in ("grpo", "igpo", "cgrpo")}
+    if base is not None:
+        session.model.load_state_dict(base)
+    t0 = time.perf_counter()
+    n = warm_start(session, WEB, b)
+    warm = copy.deepcopy(session.model.state_dict())
+    sft = held_out(session, cfgs["grpo"], "web-sft")
+    print(f"\n[web search] {WEB}: SFT warm start on {n} solved expert trajectories ({time.perf_counter() - t0:.0f} s); "
+          f"RL {b.steps} steps x {b.tasks} questions x {b.group} rollouts (F1 reward), same seeds; "
+          f"held-out: {b.eval_tasks} test questions, greedy, exact match", flush=True)
+    head = f"{'algorithm':<9} {'accuracy':>9} {'zero-adv groups':>16} {'shortcut rate':>14} {'correct':>8} {'step s':>7}"
+    print(f"{head}\n{'-' * len(head)}")
+    rate, correct = shortcut_rate(sft)
+    print(f"{'SFT only':<9} {accuracy(sft):>9.1%} {'':>16} {fmt(rate):>14} {correct:>8}", flush=True)
+    cost = None
+    for name, cfg in cfgs.items():
+        probe = Probe()
+        history = train(session, cfg, warm, probe, naive=name == "igpo")
+        trees = held_out(session, cfg, f"web-{name}")
+        rate, correct = shortcut_rate(trees)
+        steps = [h["time_rollout_s"] + c + h["time_update_s"] for h, c in zip(history, probe.credit_s)]
+        print(f"{name:<9} {accuracy(trees):>9.1%} {sum(probe.collapsed) / len(probe.collapsed):>16.1%} "
+              f"{fmt(rate):>14} {correct:>8} {statistics.fmean(steps):>7.1f}", flush=True)
+        if name == "igpo":
+            batched, naive = sum(probe.credit_s), sum(probe.naive_s)
+            rest = sum(h["time_rollout_s"] + h["time_update_s"] for h in history)
+            cost = (batched, naive, batched / (rest + batched), naive / (rest + naive))
+    batched, naive, fb, fn = cost  # type: ignore[misc]
+    print(f"IGPO scoring cost: batched (one pass per tree) {batched:.1f} s = {fb:.1%} of the step; naive (per turn) "
+          f"{naive:.1f} s = {fn:.1%} of the step; naive/batched = {naive / max(batched, 1e-9):.1f}x", flush=True)
+
+
+def bench_deep(session, root: str, b: Budget, base: dict | None) -> None:
+    cfgs = {a: run_config(root, DEEP, a, b) for a in ("grpo", "eapo")}
+    if base is not None:
+        session.model.load_state_dict(base)
+    t0 = time.perf_counter()
+    n = warm_start(session, DEEP, b)
+    warm = copy.deepcopy(session.model.state_dict())
+    sft = held_out(session, cfgs["grpo"], "deep-sft")
+    print(f"\n[deep research] {DEEP}: SFT warm start on {n} round samples of solved expert trajectories "
+          f"({time.perf_counter() - t0:.0f} s); RL {b.steps} steps x {b.tasks} questions x {b.group} rollouts, same "
+          f"seeds; held-out: {b.eval_tasks} test questions, greedy", flush=True)
+    head = f"{'algorithm':<9} {'accuracy':>9} {'rounds/solved':>14} {'zero-adv groups':>16} {'step s':>7}"
+    print(f"{head}\n{'-' * len(head)}")
+    print(f"{'SFT only':<9} {accuracy(sft):>9.1%} {fmt(rounds_per_solved(sft), '.2f'):>14}", flush=True)
+    for name, cfg in cfgs.items():
+        probe = Probe()
+        history = train(session, cfg, warm, probe)
+        trees = held_out(session, cfg, f"deep-{name}")
+        step_s = statistics.fmean(h["time_rollout_s"] + h["time_update_s"] for h in history)
+        print(f"{name:<9} {accuracy(trees):>9.1%} {fmt(rounds_per_solved(trees), '.2f'):>14} "
+              f"{sum(probe.collapsed) / len(probe.collapsed):>16.1%} {step_s:>7.1f}", flush=True)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--quick", action="store_true")
-    n = 5 if p.parse_args().quick else 40
-    bench_eapo(n)
-    bench_cgrpo(n)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny budget (minutes)")
+    ap.add_argument("--only", choices=("web", "deep"), help="run one environment's part only")
+    ap.add_argument("--model", default="embedded", help="policy model (tiny: a smoke run of this script)")
+    args = ap.parse_args()
+    global MODEL
+    MODEL = args.model
+    b = QUICK if args.quick else FULL
+    root = tempfile.mkdtemp(prefix="bench-credit-")
+    session = open_session(run_config(root, WEB, "grpo", b))
+    base = copy.deepcopy(session.model.state_dict()) if args.only is None else None
+    t0 = time.perf_counter()
+    if args.only in (None, "web"):
+        bench_web(session, root, b, base)
+    if args.only in (None, "deep"):
+        bench_deep(session, root, b, base)
+    print(f"\n(zero-adv groups: training groups whose trained advantages are all 0; shortcut rate: correct held-out "
+          f"answers whose cited, retrieved pages do not support the whole gold chain; total {time.perf_counter() - t0:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,9 @@ class AlgorithmPlugin:
     name: str
     config: type[AlgorithmConfig]
     build: Callable[[Config, BuildContext], Algorithm]
+    # Checks the run's data before any model loads or any step runs (e.g. IGPO: every training question has
+    # a gold answer); raises ConfigError naming the key. None: nothing beyond the config's own validation.
+    preflight: Callable[[Config], None] | None = None
 
 
 def flat_rollout(cfg: Config, algorithm: str) -> RolloutConfig:

@@ -10,8 +10,11 @@ policy's own belief in the gold answer, so a group whose outcomes all tie still 
     A_t         = sum_{k>=t} gamma^(k-t) r~_k, given to every sampled token of turn t (tool tokens masked)
 
 Choices (paper, then code, where the issue is silent):
-- The gold answer is the task's first ``golden_answers`` alias (else ``answer``); a task without one is a
-  `MissingGoldAnswer` raised before any scoring or update (training never starts on it).
+- The gold answer is the task's first ``golden_answers`` alias (else ``answer``). A run is refused before
+  any model loads (`require_gold_answers`, the plugin's preflight): the env is reset with the run's own
+  training task seeds and every question it hands out must carry one, else a ConfigError names env.id, the
+  step and the seed. Past PREFLIGHT_TASKS questions it checks an even sample over the run; a question it
+  missed still raises `MissingGoldAnswer` at its credit computation, before any scoring or update.
 - The context is exactly the stored token context (`TrajectoryTree.context_ids`, observations and chat
   template included) followed by ``answer_prefix`` (default ``<answer>``, the web-search env's answer tag),
   tokenised apart from the gold answer, whose tokens alone are averaged (the code finds the same span via
@@ -36,10 +39,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from agentgym.config import AlgorithmConfig, Config
+from agentgym.config import AlgorithmConfig, Config, ConfigError
 from agentgym.trainers.advantages import TurnZScore
 from agentgym.trainers.algorithm import Algorithm, AlgorithmPlugin, BuildContext, flat_rollout
-from agentgym.trainers.info_gain import batched_values, gold_answer, information_gain, naive_information_gain
+from agentgym.trainers.info_gain import (MissingGoldAnswer, batched_values, gold_answer, information_gain,
+                                         naive_information_gain)
 from agentgym.trainers.loss_terms import rl_terms
 from agentgym.trainers.pieces import CreditContext, NoBranching
 from agentgym.trainers.samples import build_samples
@@ -86,6 +90,37 @@ class IGPOCredit:
                 node.credit_reward = tree.leaf_reward(leaf) if node.terminated else c.format_penalty
 
 
+PREFLIGHT_TASKS = 256  # questions checked before training; beyond it an even sample over the run
+
+
+def require_gold_answers(cfg: Config) -> None:
+    """Reset the training env with the run's task seeds (as the rollout engine will) and refuse the run if a
+    question comes without a gold answer: a ConfigError naming env.id, before any model loads."""
+    from agentgym.registry import make
+    from agentgym.trainers.session import env_kwargs, task_seeds, validate
+
+    validate(cfg)  # unknown env id or kwargs: their own clear errors first
+    t = cfg.trainer
+    seeds = [(step, s) for step in range(t.steps) for s in task_seeds(cfg.seed, step, t.tasks_per_step)]
+    if len(seeds) > PREFLIGHT_TASKS:
+        seeds = [seeds[i * len(seeds) // PREFLIGHT_TASKS] for i in range(PREFLIGHT_TASKS)]
+    env = make(cfg.env.id, **env_kwargs(cfg))
+    try:
+        for step, seed in seeds:
+            _, info = env.reset(seed=seed)
+            task = info.get("task") if isinstance(info, dict) else None
+            try:
+                if not isinstance(task, dict):
+                    raise MissingGoldAnswer("the env reports no task (info['task']) to take a gold answer from")
+                gold_answer(task)
+            except MissingGoldAnswer as e:
+                raise ConfigError(f"env.id: algorithm igpo teacher-forces each question's gold answer "
+                                  f"('golden_answers' or 'answer' in the task), but {cfg.env.id} gave a question "
+                                  f"without one (training step {step}, task seed {seed}): {e}") from None
+    finally:
+        env.close()
+
+
 def build(cfg: Config, ctx: BuildContext) -> Algorithm:
     a, t = cfg.algorithm, cfg.trainer
     return Algorithm(
@@ -96,4 +131,4 @@ def build(cfg: Config, ctx: BuildContext) -> Algorithm:
         build_samples=build_samples, loss_terms=rl_terms(t))
 
 
-IGPO = AlgorithmPlugin(name="igpo", config=IGPOConfig, build=build)
+IGPO = AlgorithmPlugin(name="igpo", config=IGPOConfig, build=build, preflight=require_gold_answers)

@@ -52,6 +52,9 @@ class RLRun:
     def __init__(self, cfg: Config, session: Session | None = None, resume: bool = False, quiet: bool = False):
         self.cfg, self.quiet = cfg, quiet
         self.group = init_distributed(cfg)  # validates trainer.distributed against the launch first
+        preflight = getattr(algorithm_spec(cfg.algorithm.name), "preflight", None)
+        if preflight is not None:  # the algorithm's data checks, before a model loads or a step runs
+            preflight(cfg)
         self.run_dir = Path(cfg.run_dir)
         self.ckpt = CheckpointManager(self.run_dir, keep=cfg.trainer.keep_checkpoints)
         latest = self.ckpt.latest() if resume else None

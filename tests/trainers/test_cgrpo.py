@@ -159,3 +159,28 @@ def test_cgrpo_trains_two_steps_on_the_web_search_env(tmp_path):
     for tree in run.store.read_all():
         assert set(tree.meta["carr"]) == {str(leaf) for leaf in tree.leaves()}
         assert tree.task["rubrics"]
+
+
+def test_unreachable_or_slow_judge_is_typed_counted_and_leaves_the_outcome(tokenizer, tiny_policy):
+    """A judge server that is down (a loopback port nobody listens on) or too slow: every judged leaf is
+    kept out of the rubric reward (reward = outcome), its failure kind stored on it and counted per kind."""
+    import socket
+
+    from agentgym.policies.openai_compat import OpenAICompatPolicy
+
+    with socket.socket() as s:  # a free loopback port, closed again: connecting is refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = OpenAICompatPolicy(f"http://127.0.0.1:{port}/v1", model="judge", tokenizer=tokenizer, max_attempts=1,
+                              timeout_s=5)
+    cfg = load_config(algorithm={"name": "cgrpo", "judge": "llm", "judge_policy": "tiny"}).algorithm
+    for judge, kind in ((LLMJudge(down), "backend_error"), (LLMJudge(tiny_policy, timeout_s=1e-3), "timeout")):
+        tree, (a, b, wrong) = tree_of([([ACME, ANN], FULL, 1.0), ([ANN], HALF, 1.0), ([ANN], "<answer>Rome</answer>", 0.0)])
+        ctx = CreditContext(config=None, step=0)
+        CGRPOCredit(cfg, judge=judge)([tree], ctx)
+        assert ctx.state["judge_failures"] == {kind: 2}  # the wrong answer is never judged
+        carr = tree.meta["carr"]
+        assert carr[str(a)]["judge_failure"] == carr[str(b)]["judge_failure"] == kind
+        assert carr[str(a)]["rubric"] is None and carr[str(a)]["components"] == []
+        assert [tree.nodes[i].credit_reward for i in (a, b, wrong)] == [1.0, 1.0, 0.0]
+    down.close()

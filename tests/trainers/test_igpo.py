@@ -17,6 +17,7 @@ from agentgym.trainers.pieces import AdvantageStats, CreditContext
 from agentgym.trajectory import TrajectoryTree, Turn
 
 agentgym.register("agentgym/TestLetterE-v0", "toy_envs:LetterE")
+agentgym.register("agentgym/TestSometimesUnanswered-v0", "toy_envs:SometimesUnanswered")
 MARK = 42  # the fake scorer's "evidence" token: each one in the context raises the answer's log-prob by 0.5
 TASK = {"question": "Who?", "golden_answers": ["Ada Lovelace", "Lovelace"]}
 
@@ -173,18 +174,50 @@ def test_question_without_gold_answer_is_a_clear_error(tokenizer, task):
     assert scorer.calls == 0
 
 
+def igpo_run_config(tmp_path, env_id, **trainer):
+    return load_config(run_dir=str(tmp_path), env={"id": env_id}, policy={"model": "tiny"},
+                       rollout={"group_size": 2}, algorithm={"name": "igpo"},
+                       logging={"tensorboard": False, "progress": False},
+                       trainer={"steps": 1, "tasks_per_step": 1, **trainer})
+
+
 def test_igpo_refuses_an_env_without_gold_answers_before_training(tmp_path):
     from agentgym.trainers.rl import RLRun
 
-    cfg = load_config(run_dir=str(tmp_path), env={"id": "agentgym/TestLetterE-v0"}, policy={"model": "tiny"},
-                      rollout={"group_size": 2}, algorithm={"name": "igpo"},
-                      logging={"tensorboard": False, "progress": False}, trainer={"steps": 1, "tasks_per_step": 1})
-    run = RLRun(cfg, quiet=True)
-    before = {k: v.clone() for k, v in run.session.model.state_dict().items()}
-    with pytest.raises(MissingGoldAnswer):
-        run.train()
-    assert all((v == run.session.model.state_dict()[k]).all() for k, v in before.items())
-    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+    with pytest.raises(ConfigError, match=r"^env\.id: algorithm igpo .*agentgym/TestLetterE-v0 gave a question "
+                                          r"without one \(training step 0, task seed \d+\)"):
+        RLRun(igpo_run_config(tmp_path, "agentgym/TestLetterE-v0"), quiet=True)
+    assert not any(tmp_path.iterdir())  # refused before the run wrote anything (run.json, trajectories, checkpoints)
+
+
+def test_igpo_finds_a_blank_gold_answer_in_a_later_step_before_training(tmp_path):
+    """Not only the first question: every training question of the run is checked up front."""
+    from agentgym.registry import make
+    from agentgym.trainers.rl import RLRun
+    from agentgym.trainers.session import task_seeds
+
+    cfg = igpo_run_config(tmp_path, "agentgym/TestSometimesUnanswered-v0", steps=20, tasks_per_step=2)
+    env = make("agentgym/TestSometimesUnanswered-v0")
+    blank = [(step, s) for step in range(20) for s in task_seeds(cfg.seed, step, 2)
+             if env.reset(seed=s)[1]["task"]["answer"] is None]
+    assert blank and blank[0][0] > 0  # the first blank question comes after step 0
+    with pytest.raises(ConfigError, match=rf"without one \(training step {blank[0][0]}, task seed {blank[0][1]}\).*"
+                                          r"IGPO needs a gold answer .*'What is 0 \+ 1\?'"):
+        RLRun(cfg, quiet=True)
+    assert not any(tmp_path.iterdir())
+    RLRun(igpo_run_config(tmp_path / "ok", "agentgym/TestSometimesUnanswered-v0", steps=blank[0][0]), quiet=True)
+
+
+def test_cli_train_refuses_igpo_without_gold_answers_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from agentgym.cli import app
+
+    (tmp_path / "igpo.yaml").write_text(f"run_dir: {tmp_path / 'run'}\nenv: {{id: agentgym/TestLetterE-v0}}\n"
+                                        "policy: {model: tiny}\nalgorithm: {name: igpo}\n")
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "igpo.yaml")])
+    assert result.exit_code == 2 and "error:" in result.output and "gold answer" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow(ci=True)  # ~40 s on the shared 2-core machine

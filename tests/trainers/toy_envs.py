@@ -18,3 +18,19 @@ class LetterE(TextEnv):
         letters = [c for c in action.lower() if c.isalpha()]
         reward = sum(c == "e" for c in letters) / max(len(letters), 1)
         return "", reward, True, {}
+
+
+class SometimesUnanswered(TextEnv):
+    """A question env whose tasks carry a gold answer, except about one in eight (the seed decides): what a
+    hand-made question set with a few blank answers looks like to a trainer."""
+
+    def __init__(self, limits=None, split: str = "train"):
+        super().__init__(limits=limits or EnvLimits(max_turns=1, max_tokens_per_turn=8, max_tokens_per_episode=8))
+
+    def _reset(self, options):
+        k = int(self.np_random.integers(8))
+        self.task = {"question": f"What is {k} + 1?", "answer": None if k == 0 else str(k + 1)}
+        return self.task["question"], {"task": dict(self.task)}
+
+    def _step(self, action):
+        return "", float(action.strip() == self.task["answer"]), True, {}
