@@ -25,6 +25,8 @@ from agentgym.trainers.core import PolicyTrainer
 from agentgym.stats import rollout_metrics
 from agentgym.trainers.metrics import RunLogger
 from agentgym.trainers.session import Session, mark_step, open_session, task_seeds, write_run_json
+from agentgym.trainers.async_loop import Rollout, drop_stale, train_async
+from agentgym.trainers.weight_sync import open_sampler, push
 
 
 def build_algorithm(cfg: Config, tokenizer: Any) -> Algorithm:
@@ -69,8 +71,11 @@ class RLRun:
                                      temperature=cfg.rollout.temperature, ref_model=ref, total_steps=cfg.trainer.steps,
                                      terms=self.algorithm.loss_terms)
         self.start_step = 0
+        self.pending: Rollout | None = None  # asynchronous runs: the next step's batch, saved with checkpoints
         if latest is not None:
             self.start_step = self._restore(latest)
+        # where rollouts run when not on the trainer's own module; weights pushed (after the restore) here
+        self.sampler = open_sampler(cfg, s.model, s.tokenizer, s.policy.version)
         self.store = TrajectoryStore(self.run_dir / "trajectories.jsonl")
         self.logger = RunLogger(self.run_dir, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,
                                 quiet=quiet, config=cfg.model_dump(mode="json"))
@@ -85,29 +90,54 @@ class RLRun:
         set_rng_state(torch.load(path / "rng.pt", weights_only=False))
         meta = self.ckpt.load_meta(path)
         self.session.policy.version = meta.get("policy_version", meta["step"])
+        if state.get("pending") is not None:
+            self.pending = Rollout.from_state(state["pending"])
         return int(meta["step"])
 
-    def save(self, step: int) -> Path:
+    def save(self, step: int, pending: Rollout | None = None) -> Path:
         state = {**self.trainer.state_dict(), "credit": self.credit_state}  # credit memory (e.g. OTC's n) resumes too
+        if pending is not None:
+            state["pending"] = pending.state()
         return self.ckpt.save(step, self.session.model, self.session.tokenizer, state,
                               {"fingerprint": self.fingerprint, "policy_version": self.session.policy.version,
                                "algorithm": self.algorithm.name})
 
-    def step(self, step: int) -> dict[str, Any]:
+    def rollout(self, step: int) -> Rollout:
+        """The trees of step `step`, sampled on the sampler (the trainer's own module by default)."""
         cfg, s = self.cfg, self.session
         torch.manual_seed(cfg.seed * 1_000_003 + step)
-        engine = RolloutEngine(s.policy, s.env_factory(), env_id=cfg.env.id, config=self.algorithm.rollout,
+        engine = RolloutEngine(self.sampler or s.policy, s.env_factory(), env_id=cfg.env.id, config=self.algorithm.rollout,
                                strategy=self.algorithm.make_strategy(step), progress=cfg.logging.progress and not self.quiet)
         t0 = time.perf_counter()
         trees = engine.run(task_seeds(cfg.seed, step, cfg.trainer.tasks_per_step))
         t_rollout = time.perf_counter() - t0
         for i, tree in enumerate(trees):  # deterministic ids: a step replayed after a resume is stored once
             tree.id = f"train-{step:06d}-{i:04d}"
-        self.algorithm.credit(trees, CreditContext(config=cfg, step=step, tokenizer=s.tokenizer,
+        return Rollout(trees, dict(engine.stats), t_rollout)
+
+    def push_weights(self) -> None:
+        """After an update: the sampler takes the trainer's weights (nothing to do when they are one module)."""
+        if self.sampler is not None and self.cfg.policy.weight_sync:
+            push(self.sampler, self.session.model, self.session.policy.version)
+
+    def step(self, step: int) -> dict[str, Any]:
+        metrics = self.learn(step, self.rollout(step))
+        self.push_weights()
+        return metrics
+
+    def learn(self, step: int, batch: Rollout, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Credit, advantages, samples and one update from `batch`; logs the step's metrics."""
+        cfg, s = self.cfg, self.session
+        trees, trained_trees, t_rollout = batch.trees, batch.trees, batch.seconds
+        extra = dict(extra or {})
+        if cfg.trainer.max_staleness:
+            trained_trees, extra["stale_dropped"], extra["staleness"] = drop_stale(trees, s.policy.version,
+                                                                                   cfg.trainer.max_staleness)
+        self.algorithm.credit(trained_trees, CreditContext(config=cfg, step=step, tokenizer=s.tokenizer,
                                                    scorer=getattr(s.policy, "score", None), state=self.credit_state))
         adv_stats = AdvantageStats()
-        advantages = self.algorithm.advantage(trees, adv_stats)
-        samples = self.algorithm.build_samples(trees, advantages)
+        advantages = self.algorithm.advantage(trained_trees, adv_stats)
+        samples = self.algorithm.build_samples(trained_trees, advantages)
         t1 = time.perf_counter()
         stats = self.trainer.update(samples, step=step)
         t_update = time.perf_counter() - t1
@@ -116,13 +146,15 @@ class RLRun:
         self.store.append_many(trees)
         metrics = {**rollout_metrics(trees), **stats.metrics(), "infra_error_leaves": adv_stats.infra_error_leaves,
                    "dropped_groups": adv_stats.dropped_groups,
-                   "tokens_per_s": engine.stats["generated_tokens"] / max(t_rollout, 1e-9),
-                   "time_generation_s": engine.stats["generation_s"], "time_env_s": engine.stats["env_s"],
-                   "time_rollout_s": t_rollout, "time_update_s": t_update}
+                   "tokens_per_s": batch.stats["generated_tokens"] / max(t_rollout, 1e-9),
+                   "time_generation_s": batch.stats["generation_s"], "time_env_s": batch.stats["env_s"],
+                   "time_rollout_s": t_rollout, "time_update_s": t_update, **extra}
         self.logger.log(step + 1, metrics)
         return metrics
 
     def train(self) -> list[dict[str, Any]]:
+        if self.cfg.trainer.max_staleness:
+            return train_async(self)
         history = []
         every = self.cfg.trainer.checkpoint_every
         try:
@@ -133,5 +165,10 @@ class RLRun:
             if self.cfg.trainer.steps > self.start_step and (not every or self.cfg.trainer.steps % every):
                 self.save(self.cfg.trainer.steps)
         finally:
-            self.logger.close()
+            self.close()
         return history
+
+    def close(self) -> None:
+        self.logger.close()
+        if self.sampler is not None:
+            self.sampler.close()
