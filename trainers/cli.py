@@ -80,6 +80,8 @@ def eval_cmd(config: Annotated[Path, typer.Argument(help="YAML config.")], overr
         if path is not None:
             manager.check_compatible(Path(path), model_fingerprint(session.model, session.tokenizer))
             load_weights(session.model, Path(path) / "model")
+            meta = manager.load_meta(Path(path))
+            session.policy.version = int(meta.get("policy_version", meta.get("step", 0)))  # what a sampler is told
         if path is not None and cfg.policy.sampler != "hf" and not cfg.policy.weight_sync:
             raise ConfigError(f"eval of checkpoint {path} on policy.sampler={cfg.policy.sampler} needs "
                               "policy.weight_sync=true (the sampler would evaluate its own weights instead)")
