@@ -37,7 +37,7 @@ def free_port() -> int:
 
 
 def wait_up(url: str, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.time() + 120
+    deadline = time.time() + 300  # start-up on a loaded 2-core machine (a bound, not a timing assertion)
     while time.time() < deadline:
         try:
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
@@ -46,7 +46,7 @@ def wait_up(url: str, proc: subprocess.Popen | None = None) -> None:
             if proc is not None and proc.poll() is not None:
                 pytest.fail(f"agentgym serve exited: {proc.stderr.read().decode()[-500:]}")
             time.sleep(0.3)
-    pytest.fail(f"server at {url} did not start within 120 s")
+    pytest.fail(f"server at {url} did not start within 300 s")
 
 
 @pytest.fixture(scope="module")
