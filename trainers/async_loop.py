@@ -77,6 +77,7 @@ def train_async(run: Any) -> list[dict[str, Any]]:
                 run.save(step + 1, pending=batch)
         if steps > run.start_step and (not every or steps % every):
             run.save(steps)
+        run.group.finish(run.trainer)
     finally:
         pool.shutdown(wait=True)
         run.close()
