@@ -118,6 +118,29 @@ class PolicyConfig(Section):
     kv_cache_mb: float = Field(default=1024, ge=0, description="Memory for each path's keys/values kept across "
                                "turns, so a turn encodes only its new tokens (0: re-encode every turn).")
     lora: LoraConfig | None = None
+    sampler: str = Field(default="hf", description="What rolls out for train/eval: hf (the trainer's own module) | "
+                         "openai:<url> (an OpenAI-compatible server: agentgym serve, vllm serve) | vllm (in process). "
+                         "The trainer always updates its own HF module and pushes weights to the sampler.")
+    weight_sync: bool = Field(default=True, description="Push the trainer's weights to a separate sampler after "
+                              "each update. false (openai:/vllm samplers only): the sampler keeps its weights and "
+                              "training is off-policy, corrected by truncated importance sampling (trainer.tis_cap).")
+
+    @field_validator("sampler")
+    @classmethod
+    def _known_sampler(cls, value: str) -> str:
+        kind, _, url = value.partition(":")
+        if value in ("hf", "vllm"):
+            return value
+        if kind == "openai" and url.strip().startswith(("http://", "https://")):
+            return value
+        raise ValueError("must be hf, vllm or openai:<http(s) URL of an OpenAI-compatible server>")
+
+    @model_validator(mode="after")
+    def _sync_needs_a_separate_sampler(self) -> "PolicyConfig":
+        if not self.weight_sync and self.sampler == "hf":
+            raise ValueError("policy.weight_sync=false only applies to a separate sampler (openai:<url> or vllm); the hf "
+                             "sampler is the trainer's own module")
+        return self
 
 
 class RolloutConfig(Section):
@@ -191,6 +214,10 @@ class TrainerConfig(Section):
     grad_clip: float = Field(default=1.0, gt=0, description="Max global gradient norm (RL and SFT).")
     tis_cap: float = Field(default=2.0, gt=0, description="Truncated importance sampling: the sampler->trainer "
                            "weight min(pi_trainer/pi_sampler, cap) on every trained token.")
+    max_staleness: int = Field(default=0, ge=0, description="Asynchronous one-step-off-policy training: the rollouts "
+                               "of step k+1 are generated while step k updates. 0 = synchronous; n >= 1 = samples up "
+                               "to n policy versions older than the trainer are trained on (TIS-corrected), older "
+                               "ones dropped and counted (stale_dropped).")
     checkpoint_every: int = Field(default=0, ge=0, description="0 = only at the end.")
     keep_checkpoints: int = Field(default=2, ge=1)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
@@ -244,6 +271,13 @@ class Config(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     ray: RayConfig | None = Field(default=None, description="Set to run rollouts on Ray workers (train --ray).")
+
+    @model_validator(mode="after")
+    def _staleness_needs_versions(self) -> "Config":
+        if self.trainer.max_staleness and not self.policy.weight_sync:
+            raise ValueError("trainer.max_staleness > 0 needs policy.weight_sync=true (without pushes the sampler's "
+                             "version never advances, so staleness is not defined)")
+        return self
 
     @field_validator("run_dir")
     @classmethod

