@@ -161,7 +161,10 @@ class VLLMPolicy(Policy):
                 outputs = self.llm.generate(prompts, params, use_tqdm=False)
             finally:
                 recorded = [_ENTROPIES.pop(k, {}) for k in keys]
-        return [self._generation(r.params, o.outputs[0], h) for r, o, h in zip(requests, outputs, recorded)]
+        gens = [self._generation(r.params, o.outputs[0], h) for r, o, h in zip(requests, outputs, recorded)]
+        for g, o in zip(gens, outputs):  # prompt tokens served from the prefix cache (0 when it is off)
+            g.meta["cached_tokens"] = int(o.num_cached_tokens or 0)
+        return gens
 
     def _generation(self, params: SamplingParams, out: Any, recorded: dict[int, float]) -> Generation:
         tokens = list(out.token_ids)
@@ -211,17 +214,13 @@ class VLLMPolicy(Policy):
 
     # ---- weight sync ------------------------------------------------------------------------------
     def load_weights(self, named_tensors: Any, version: int) -> None:
-        """Load the trainer's weights into the running engine (the model's own `load_weights`, which maps
-        checkpoint names onto vLLM's fused layers), then drop the prefix cache: its KV blocks were computed
-        with the old weights."""
-        weights = [(name, tensor.detach()) for name, tensor in
-                   (named_tensors.items() if isinstance(named_tensors, dict) else named_tensors)]
-
-        def load(worker: Any, weights: list) -> int:
-            return len(worker.model_runner.model.load_weights(weights=weights) or ())
-
+        """Load the trainer's weights into the running engine (`_load_into_worker`: the model's own
+        `load_weights`, which maps checkpoint names onto vLLM's fused layers), then drop the prefix cache:
+        its KV blocks were computed with the old weights."""
+        items = named_tensors.items() if isinstance(named_tensors, dict) else named_tensors
+        weights = [(name, tensor.detach()) for name, tensor in items]
         with self._lock:
-            self.llm.collective_rpc(load, args=(weights,))
+            self.llm.collective_rpc(_load_into_worker, args=(weights,))
             if self.prefix_caching and not self.llm.reset_prefix_cache():
                 raise RuntimeError("vllm: the prefix cache could not be reset after a weight sync")
         self.version = version
@@ -234,6 +233,32 @@ class VLLMPolicy(Policy):
                 import gc
 
                 gc.collect()
+
+
+def _load_into_worker(worker: Any, weights: list) -> None:
+    """Runs on the engine's worker. On CPU, vLLM hands each linear layer's weight to a packed GEMM after
+    loading and drops the weight itself (`dispatch_cpu_unquantized_gemm`), so neither the model's
+    `load_weights` nor vLLM's in-place reload (which here restores stale packed weights: checked by the
+    weight-sync test) can update it. So: give each such layer a fresh weight, load the checkpoint-named
+    tensors through the model's own loader (fused q/k/v and gate/up included), then redo every layer's
+    after-load step, which packs the new weights (and, for a tied LM head, the new embedding)."""
+    import torch
+    from vllm.model_executor.layers.linear import WEIGHT_LOADER_V2_SUPPORTED, LinearBase
+
+    model = worker.model_runner.get_model()
+    with torch.no_grad():
+        for layer in model.modules():
+            if isinstance(layer, LinearBase) and layer.weight.numel() == 0:
+                method = layer.quant_method
+                v2 = type(method).__name__ in WEIGHT_LOADER_V2_SUPPORTED
+                method.create_weights(layer, layer.input_size_per_partition, layer.output_partition_sizes,
+                                      layer.input_size, layer.output_size, layer.params_dtype,
+                                      weight_loader=layer.weight_loader_v2 if v2 else layer.weight_loader)
+        model.load_weights(weights=iter(weights))
+        for layer in model.modules():
+            method = getattr(layer, "quant_method", None)
+            if method is not None and hasattr(layer, "cpu_linear"):
+                method.process_weights_after_loading(layer)
 
 
 def _scaled_logprob(entry: dict[int, Any], token: int, temperature: float) -> float:
