@@ -137,6 +137,7 @@ class VLLMPolicy(Policy):
         self.llm = vllm.LLM(**settings)
         self.prefix_caching = bool(settings["enable_prefix_caching"])
         self.version = 0
+        self.prompt_tokens = self.cached_prompt_tokens = 0  # totals over `generate` calls (cache hit rate)
         self._ids = itertools.count()
         self._lock = threading.Lock()  # vllm.LLM is not re-entrant; agenerate runs generate in threads
 
@@ -164,6 +165,8 @@ class VLLMPolicy(Policy):
         gens = [self._generation(r.params, o.outputs[0], h) for r, o, h in zip(requests, outputs, recorded)]
         for g, o in zip(gens, outputs):  # prompt tokens served from the prefix cache (0 when it is off)
             g.meta["cached_tokens"] = int(o.num_cached_tokens or 0)
+            self.cached_prompt_tokens += g.meta["cached_tokens"]
+            self.prompt_tokens += len(o.prompt_token_ids or ())
         return gens
 
     def _generation(self, params: SamplingParams, out: Any, recorded: dict[int, float]) -> Generation:
@@ -228,11 +231,14 @@ class VLLMPolicy(Policy):
     def close(self) -> None:
         with self._lock:
             engine = getattr(self, "llm", None)
-            if engine is not None:
+            if engine is not None:  # stop the engine core now rather than whenever the object is collected
+                engine.llm_engine.engine_core.shutdown()
                 del self.llm
-                import gc
+                # the in-process engine set up torch.distributed groups: free them, so another engine can
+                # start in this process (a benchmark comparing two settings does)
+                from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
 
-                gc.collect()
+                cleanup_dist_env_and_memory()
 
 
 def _load_into_worker(worker: Any, weights: list) -> None:
