@@ -204,12 +204,10 @@ class VLLMPolicy(Policy):
         prompts = [{"prompt_token_ids": list(context_ids[i]) + list(target_ids[i])} for i in todo]
         with self._lock:
             outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        for i, o in zip(todo, outputs):
+        for i, o in zip(todo, outputs):  # prompt_logprobs[j]: log-probs at position j (None at 0)
             start = len(context_ids[i])
-            seq = prompts[todo.index(i)]["prompt_token_ids"]
-            entries = o.prompt_logprobs[start:]
             out[i] = [_scaled_logprob(entry, tok, temperature) if scaled else float(entry[tok].logprob)
-                      for entry, tok in zip(entries, seq[start:])]
+                      for entry, tok in zip(o.prompt_logprobs[start:], target_ids[i])]
         return out
 
     def _vocab_size(self) -> int:

@@ -23,7 +23,7 @@ def run(quick: bool) -> None:
     from agentgym.policies.vllm_engine import VLLMPolicy
 
     torch.set_num_threads(1)
-    tasks = 4 if quick else 12
+    tasks = 2 if quick else 6
     seeds = list(range(tasks))
     config = RolloutConfig(group_size=2, temperature=1.0)
     results = {}

@@ -22,7 +22,7 @@ def run(quick: bool) -> None:
     from agentgym.policies.vllm_engine import VLLMPolicy
     from agentgym.trainers.arpo import ARPOConfig, EntropyBranching
 
-    tasks = 3 if quick else 10
+    tasks = 2 if quick else 4
     seeds = list(range(tasks))
     config = RolloutConfig(group_size=2, max_trajectories=6, supplement=True, temperature=1.0)
     results = {}
