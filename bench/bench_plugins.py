@@ -38,11 +38,12 @@ def run_config(root: str, algorithm: str, steps: int, tasks: int, m: int, eval_t
     branching = algorithm == "arpo"
     return {"run_dir": f"{root}/{algorithm}", "seed": 7,
             "env": {"id": ENV, "kwargs": {"difficulty": "mixed"}, "limits": LIMITS},
-            "policy": {"model": "embedded", "max_batch_size": 32},
+            "policy": {"model": "embedded", "max_batch_size": 16},
             "rollout": {"group_size": m // 2 if branching else m, "temperature": 1.0, "batch_wait_s": 0.25,
                         **({"max_trajectories": m, "supplement": True} if branching else {})},
             "algorithm": {"name": algorithm},
-            "trainer": {"steps": steps, "tasks_per_step": tasks, "lr": 2e-5, "checkpoint_every": 0},
+            "trainer": {"steps": steps, "tasks_per_step": tasks, "lr": 2e-5, "checkpoint_every": 0,
+                        "micro_batch_tokens": 1024},  # bounds the logits' memory (vocabulary 49k) to ~1 GB
             "eval": {"tasks": eval_tasks, "split": "test", "temperature": 0.0},
             "logging": {"tensorboard": False, "progress": False}}
 

@@ -5,7 +5,8 @@ Every call has a budget: per-request timeouts, a total deadline across retries, 
 cap on responses (bodies are streamed and reading stops at the cap), a bounded number of redirects, and
 a cache of results with deterministic keys and atomic writes. Failures raise typed `RemoteError`s, which
 the tool layer shows to the model as error observations. An API key is read from an environment variable
-at call time, sent in a header, scrubbed from every error text, and never part of a cache key or record.
+at call time, sent in a header to the engine's origin only, scrubbed from every error text, and never part
+of a cache key or record. Pages the model opens must be on public addresses (`egress.EgressGuard`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import tenacity
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentgym.envs.web_search.corpus import cache_dir
+from agentgym.envs.web_search.egress import EgressGuard
 from agentgym.envs.web_search.engine import Hit, Page
 from agentgym.tools import ToolError
 
@@ -74,6 +76,9 @@ class RemoteEngineConfig(BaseModel):
     url_field: str = "url"
     snippet_field: str = "content"
     cache: bool = True
+    open_allow_hosts: list[str] = Field(default_factory=list, description="Hosts `open` may reach although they "
+                                        "resolve to loopback or private addresses (an intranet wiki, a local test "
+                                        "server); every other page must be on a public address.")
 
 
 class _Text(HTMLParser):
@@ -121,8 +126,9 @@ class RemoteEngine:
         self.config = config if isinstance(config, RemoteEngineConfig) else RemoteEngineConfig(**config)
         self.name = self.config.kind
         self.cache_root = Path(cache_root) if cache_root else cache_dir() / "remote"
+        guard = EgressGuard(self.config.base_url, self.config.api_key_header, self.config.open_allow_hosts)
         self.client = httpx.Client(timeout=httpx.Timeout(self.config.timeout_s), follow_redirects=True,
-                                   max_redirects=self.config.max_redirects)
+                                   max_redirects=self.config.max_redirects, event_hooks={"request": [guard]})
 
     def close(self) -> None:
         self.client.close()

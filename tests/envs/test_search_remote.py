@@ -10,7 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+import httpx
+
 from agentgym.envs.web_search import WebSearchEnv
+from agentgym.envs.web_search.egress import EgressGuard, EgressRefused
 from agentgym.envs.web_search.remote import MalformedResponse, RemoteEngine, RemoteError, RemoteTimeout, ResponseTooLarge
 
 SECRET = "sk-test-SECRET-1234567890"
@@ -84,6 +87,11 @@ class FaultHandler(BaseHTTPRequestHandler):
                 query = self.path.split("?", 1)[1]
                 self._send(200, json.dumps({"items": [{"name": f"hit {i}", "link": f"http://127.0.0.1/{i}",
                                                        "desc": query} for i in range(10)]}).encode())
+            elif path == "/to-localhost":  # a redirect from the engine's origin toward another local name
+                port = self.server.server_address[1]
+                self._send(302, b"", headers={"Location": f"http://localhost:{port}/headers"})
+            elif path == "/headers":  # a page that shows the headers it received
+                self._send(200, f"<p>auth={self.headers.get('Authorization', '')}</p>".encode(), "text/html")
             elif path == "/echo/search":  # a server that echoes the key back in its results
                 key = self.headers.get("Authorization", "")
                 self._results([{"title": f"you sent {key}", "url": "http://127.0.0.1/k", "content": key}])
@@ -211,3 +219,46 @@ def test_generic_json_endpoint_with_its_own_fields(server, tmp_path):
     hits = eng.search("mona lisa", 3)
     assert [h.title for h in hits] == ["hit 0", "hit 1", "hit 2"] and hits[0].url == "http://127.0.0.1/0"
     assert "text=mona+lisa" in hits[0].snippet and "n=3" in hits[0].snippet
+
+
+@pytest.mark.parametrize("url", ["http://localhost:{port}/headers", "http://169.254.169.254/latest/meta-data/",
+                                 "http://[::1]:{port}/", "http://10.0.0.1/", "http://0.0.0.0:{port}/",
+                                 "http://2130706433:{port}/", "http://[::ffff:127.0.0.1]:{port}/",
+                                 "http://no-such-host.invalid/"])
+def test_open_refuses_addresses_that_are_not_public(server, tmp_path, url):
+    eng = engine(server, "ok", tmp_path)
+    with pytest.raises(EgressRefused, match="Cannot open"):
+        eng.open(url.format(port=server.rsplit(":", 1)[1]))
+
+
+def test_redirects_are_checked_and_the_key_stays_with_the_engine(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_SEARCH_KEY", SECRET)
+    eng = engine(server, "ok", tmp_path, api_key_env="TEST_SEARCH_KEY")
+    with pytest.raises(EgressRefused, match="localhost"):  # the engine's origin redirects to a private name
+        eng.open(f"{server}/to-localhost")
+    assert eng.open(f"{server}/headers").text == "auth=Bearer ***"  # the engine's origin got the key (scrubbed)
+    allowed = engine(server, "ok", tmp_path, api_key_env="TEST_SEARCH_KEY", open_allow_hosts=["localhost"])
+    page = allowed.open(f"{server}/to-localhost")  # allowed by name, but another origin: no key
+    assert page.text == "auth="
+
+
+def test_public_names_are_pinned_to_the_checked_address():
+    answers = {"example.com": ["93.184.216.34"], "rebind.example": ["93.184.216.34", "127.0.0.1"]}
+    guard = EgressGuard("http://127.0.0.1:8888/search", "Authorization", resolver=lambda host, port: answers[host])
+    request = httpx.Request("GET", "https://example.com/page", headers={"Authorization": "Bearer k"})
+    guard(request)
+    assert request.url.host == "93.184.216.34" and request.headers["host"] == "example.com"
+    assert request.extensions["sni_hostname"] == "example.com" and "authorization" not in request.headers
+    with pytest.raises(EgressRefused, match="127.0.0.1"):  # one private answer is enough to refuse
+        guard(httpx.Request("GET", "http://rebind.example/"))
+
+
+def test_env_shows_a_refused_open_to_the_model(server, tmp_path):
+    qs = tmp_path / "q.jsonl"
+    qs.write_text(json.dumps({"question": "q?", "golden_answers": ["a"]}) + "\n")
+    env = WebSearchEnv(engine={"kind": "searxng", "base_url": f"{server}/ok"}, questions=str(qs))
+    env.reset(seed=0)
+    obs, reward, terminated, _, info = env.step("<open>http://169.254.169.254/latest/meta-data/</open>")
+    assert not terminated and reward == 0.0 and "only public web pages" in obs
+    assert info["tool_calls"][0]["error_type"] == "tool_error"
+    env.close()
