@@ -110,11 +110,13 @@ def test_weight_sync_changes_the_next_generation(engine, hf_twin, tokenizer):
     after = engine.generate([greedy])[0]
     assert engine.version == 1
     assert after.meta["cached_tokens"] == 0  # the prefix cache was dropped with the old weights
-    assert after.token_ids != before.token_ids
+    # the random models' greedy tokens may coincide (a repeated '.'), their probabilities do not
+    assert not close(after.logprobs, before.logprobs, tol=1e-2)
     # every weight arrived: the engine now scores as the HF model with the new weights does
     assert close(after.logprobs, HFPolicy(other, tokenizer).score([prompt], [after.token_ids])[0])
     engine.load_weights(dict(hf_twin.model.named_parameters()), version=2)
-    assert engine.generate([greedy])[0].token_ids == before.token_ids
+    restored = engine.generate([greedy])[0]
+    assert close(restored.logprobs, hf_twin.score([prompt], [restored.token_ids])[0])
 
 
 def free_port() -> int:
