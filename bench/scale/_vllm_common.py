@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gc
+import os
 import time
 from typing import Any
+
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # keep vLLM's start-up log out of the figures (read at import)
 
 ENV = "agentgym/Python-v0"
 ENV_KWARGS = {"difficulty": "mixed"}
