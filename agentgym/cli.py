@@ -115,6 +115,7 @@ def run_cmd(
     model: Annotated[Optional[str], typer.Option(help="Model name for openai: policies (default: the server's first in /v1/models).")] = None,
     env_kwarg: Annotated[Optional[list[str]], typer.Option("--env-kwarg", help="key=value passed to the env.")] = None,
     tokenizer: Annotated[Optional[str], typer.Option(help="Tokenizer of an openai: policy's served model (path or hub id; default: the embedded one).")] = None,
+    images: Annotated[Optional[str], typer.Option(help="Screenshots for a text-only hf:/openai: policy: 'text' renders each as a line of text (default: refused).")] = None,
 ) -> None:
     """Roll out a policy on an env, store the trajectory trees, print a summary.
 
@@ -133,7 +134,8 @@ def run_cmd(
         if out.exists() and not out.is_dir():
             fail(f"--out {out} exists and is not a directory")
         check_env_kwargs(env_id, kwargs)  # fail on a bad id or bad kwargs before loading a model
-        pol = make_policy(policy, **({"model": model} if model else {}), **({"tokenizer": tokenizer} if tokenizer else {}))
+        pol = make_policy(policy, **({"model": model} if model else {}), **({"tokenizer": tokenizer} if tokenizer else {}),
+                          **({"images": images} if images else {}))
     except (UnknownEnvError, EnvImportError, EnvKwargsError, TypeError, ValueError, FileNotFoundError,
             PolicyServerError) as e:
         fail(str(e))
@@ -191,7 +193,7 @@ def summary_table(trees: list, stats: dict, title: str = "") -> Table:
 
 @app.command("serve")
 def serve_cmd(
-    model: Annotated[str, typer.Argument(help="embedded | tiny | local path | hub id")] = "embedded",
+    model: Annotated[str, typer.Argument(help="embedded | tiny | tiny-vlm | hf-vision:<path> | local path | hub id")] = "embedded",
     host: Annotated[str, typer.Option(help="Beyond loopback only with --token.")] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
     token: Annotated[Optional[str], typer.Option(envvar="AGENTGYM_SERVE_TOKEN", show_envvar=True,

@@ -87,21 +87,27 @@ def view(
 
 
 def _read_trees(path: Path) -> list:
-    """Every readable tree of a store file (or of RUN/trajectories.jsonl); skipped records are warned about."""
-    from agentgym.store import StoreWarning, TrajectoryFileError, TrajectoryStore
+    """Every readable tree of a store file (or of a run: RUN/trajectories.jsonl and the Ray workers'
+    RUN/trajectories-wK.jsonl, merged); skipped records are warned about."""
+    from agentgym.store import MergedStore, StoreWarning, TrajectoryFileError, TrajectoryStore
 
     if not path.exists():
         _fail(f"{path}: no such file or directory")
+    store: TrajectoryStore | MergedStore
     if path.is_dir():
-        if not (path / "trajectories.jsonl").is_file():
+        merged = MergedStore.of_run(path)
+        if not any(p.is_file() for p in merged.paths):
             _fail(f"{path} has no trajectories.jsonl; give the store file itself")
-        path = path / "trajectories.jsonl"
+        store = MergedStore([p for p in merged.paths if p.is_file()])
+        path = store.paths[0]
+    else:
+        store = TrajectoryStore(path)
     if not path.is_file():  # a FIFO or a device (/dev/zero) would be read forever
         _fail(f"{path} is not a regular file")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", StoreWarning)
         try:
-            trees = TrajectoryStore(path).read_all()
+            trees = store.read_all()
         except TrajectoryFileError as e:
             _fail(str(e))
         except IsADirectoryError:

@@ -112,6 +112,11 @@ class PolicyConfig(Section):
                                    "(Hugging Face); `agentgym run` takes other backends on its command line.")
     device: str | None = Field(default=None, description="cpu | cuda | None (auto).")
     max_batch_size: int = 32
+    threads: int | None = Field(default=None, ge=0, description="torch threads for the in-process model. None: "
+                                "$AGENTGYM_TORCH_THREADS, else the usable cores minus one (env workers and "
+                                "sandboxes need a core); 0: leave torch's setting alone.")
+    kv_cache_mb: float = Field(default=1024, ge=0, description="Memory for each path's keys/values kept across "
+                               "turns, so a turn encodes only its new tokens (0: re-encode every turn).")
     lora: LoraConfig | None = None
 
 
@@ -155,6 +160,18 @@ class AlgorithmConfig(Section):
     name: str = "grpo"
 
 
+class DistributedConfig(Section):
+    """Multi-process training under a launcher (`torchrun`, `accelerate launch`): the world size and ranks come
+    from the launcher's environment; one process (without a launcher) ignores this section."""
+
+    strategy: Literal["fsdp", "ddp"] = Field(default="fsdp", description="fsdp: parameters, gradients and "
+                                             "optimizer state sharded across ranks (torch FSDP2); ddp: replicated.")
+    world_size: int | None = Field(default=None, ge=1, description="Expected number of processes; the run refuses "
+                                   "to start under a launcher with another count. None = whatever was launched.")
+    timeout_s: float = Field(default=1800.0, gt=0, description="Bound on any one collective (a rank that died or "
+                             "hangs fails the others after this long instead of blocking them forever).")
+
+
 class TrainerConfig(Section):
     steps: int = Field(default=10, ge=0)
     tasks_per_step: int = Field(default=4, ge=1)
@@ -176,6 +193,7 @@ class TrainerConfig(Section):
                            "weight min(pi_trainer/pi_sampler, cap) on every trained token.")
     checkpoint_every: int = Field(default=0, ge=0, description="0 = only at the end.")
     keep_checkpoints: int = Field(default=2, ge=1)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
 
 
 class SFTConfig(Section):
@@ -201,6 +219,19 @@ class LoggingConfig(Section):
     progress: bool = Field(default=True, description="A progress bar over each step's rollout (and eval) tasks.")
 
 
+class RayConfig(Section):
+    """Rollouts on a Ray cluster (agentgym.ray_workers): each worker actor runs whole episodes with its own
+    policy replica and writes its own store file; the trainer pushes weights to the replicas after each update."""
+
+    address: str | None = Field(default=None, description="A running cluster ('auto', 'HOST:PORT', 'ray://...'); "
+                                "None starts a local one.")
+    workers: int = Field(default=2, ge=1, le=1024, description="Rollout worker actors; tasks are spread over them.")
+    cpus_per_worker: float = Field(default=1.0, gt=0, description="Ray CPUs each worker reserves.")
+    timeout_s: float = Field(default=600.0, gt=0, description="Bound on one worker's share of a step's rollouts.")
+    max_retries: int = Field(default=2, ge=0, le=100, description="Times a dead worker's episodes are rescheduled "
+                             "on a fresh worker before the step fails.")
+
+
 class Config(Section):
     run_dir: Path = Path("runs/latest")
     seed: int = 0
@@ -212,6 +243,7 @@ class Config(Section):
     sft: SFTConfig | None = None
     eval: EvalConfig = Field(default_factory=EvalConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    ray: RayConfig | None = Field(default=None, description="Set to run rollouts on Ray workers (train --ray).")
 
     @field_validator("run_dir")
     @classmethod

@@ -66,6 +66,12 @@ class AgentEnv(Protocol):
     can_fork: ClassVar[bool]
     """True: `fork` may return a copy. False (default): the engine always replays the action prefix."""
 
+    nonblocking: ClassVar[bool]
+    """True: every call returns within about a millisecond and never waits on I/O, so the engine calls it
+    on its own event loop instead of a worker thread (no thread hop per step). A call that overruns its
+    limit still fails its path as a timeout, once it returns, and moves the class back to worker threads;
+    one that never returns would stall the engine: declare it only for pure in-memory envs."""
+
     expert: str | None
     """``"package.module:function"`` of a scripted expert, ``fn(context_text) -> action_text``, where the
     context is the decoded conversation exactly as the engine renders it (chat template included). Used
@@ -175,7 +181,9 @@ class Capabilities(BaseModel):
 
     thread_safe: bool = True
     can_fork: bool = False
+    nonblocking: bool = False
 
     @classmethod
     def of(cls, env: Any) -> Capabilities:
-        return cls(thread_safe=bool(getattr(env, "thread_safe", True)), can_fork=bool(getattr(env, "can_fork", False)))
+        return cls(thread_safe=bool(getattr(env, "thread_safe", True)), can_fork=bool(getattr(env, "can_fork", False)),
+                   nonblocking=bool(getattr(env, "nonblocking", False)))

@@ -73,6 +73,7 @@ class TextEnv(gymnasium.Env[str, str]):
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
     thread_safe: ClassVar[bool] = True  # False: instances share unsafe state; the engine serialises calls
     can_fork: ClassVar[bool] = False  # True: fork() may return a copy; else branching replays the prefix
+    nonblocking: ClassVar[bool] = False  # True: calls are fast and never block; the engine makes them inline
     expert: str | None = None  # "module:function" of a scripted expert (context text -> action), or None
 
     def __init__(self, limits: EnvLimits | dict | None = None, render_mode: str | None = None):

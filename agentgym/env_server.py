@@ -52,7 +52,7 @@ class StepRequest(BaseModel):
 def create_env_app(env_id: str, env_kwargs: dict[str, Any] | None = None, max_sessions: int = 64,
                    idle_timeout_s: float = 600.0, max_lifetime_s: float = 3600.0, *, token: str | None,
                    bind_host: str = "127.0.0.1", allowed_hosts: tuple[str, ...] = (),
-                   max_body_bytes: int = 8 * 2**20) -> Any:
+                   max_body_bytes: int = 8 * 2**20, body_timeout_s: float = 30.0) -> Any:
     """The env server as an ASGI app. `token=None` disables the token (loopback-only use, e.g. inside a
     container whose port is not published); `serve_env` always has one."""
     from fastapi import FastAPI, HTTPException, Request
@@ -138,7 +138,8 @@ def create_env_app(env_id: str, env_kwargs: dict[str, Any] | None = None, max_se
     def close(sid: str) -> dict[str, Any]:
         return {"closed": sessions.close(sid)}
 
-    return GuardMiddleware(app, HostCheck(bind_host, allowed_hosts), token, max_body_bytes)
+    return GuardMiddleware(app, HostCheck(bind_host, allowed_hosts), token, max_body_bytes,
+                           body_timeout_s=body_timeout_s)
 
 
 class _http_errors:

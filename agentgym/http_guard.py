@@ -17,6 +17,7 @@ HTTP server, uses `HostCheck` directly.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
@@ -116,9 +117,11 @@ class GuardMiddleware:
     """
 
     def __init__(self, app: Any, host_check: HostCheck, token: str | None, max_body_bytes: int,
-                 open_paths: Iterable[str] = ("/health",), error_body: ErrorBody = detail_error):
+                 open_paths: Iterable[str] = ("/health",), error_body: ErrorBody = detail_error,
+                 body_timeout_s: float = 30.0):
         self.app, self.host_check, self.token = app, host_check, token
         self.max_body_bytes, self.open_paths, self.error_body = max_body_bytes, set(open_paths), error_body
+        self.body_timeout_s = body_timeout_s  # a half-sent body (a stalled or half-open client) gets 408
 
     async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable) -> None:
         if scope["type"] != "http":
@@ -137,7 +140,11 @@ class GuardMiddleware:
             if not length.isdigit():
                 return await self._refuse(send, 400, f"bad Content-Length {length[:40]!r}", "bad_request")
             return await self._too_large(send)
-        body = await self._read_body(receive)
+        try:
+            body = await asyncio.wait_for(self._read_body(receive), self.body_timeout_s)
+        except asyncio.TimeoutError:
+            return await self._refuse(send, 408, f"request body not received within {self.body_timeout_s:g} s",
+                                      "request_timeout")
         if body is None:
             return await self._too_large(send)
         await self.app(scope, _replay(body, receive), send)

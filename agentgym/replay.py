@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from agentgym.env import observation_from
+from agentgym.images import image_hashes
 from agentgym.policies.scripted import load_function
 from agentgym.trajectory import Observation, TrajectoryTree, trajectory_tokens
 
@@ -150,8 +151,11 @@ class ReexecuteReport:
 
 def _compare(expected: Observation, got: Observation) -> tuple[str, Any, Any] | None:
     for name in ("text", "memory", "images", "role"):
-        if getattr(expected, name) != getattr(got, name):
-            return f"observation.{name}", getattr(expected, name), getattr(got, name)
+        want, have = getattr(expected, name), getattr(got, name)
+        if name == "images":  # a stored tree holds references, a fresh env base64: compare the contents' hashes
+            want, have = image_hashes(want), image_hashes(have)
+        if want != have:
+            return f"observation.{name}", want, have
     return None
 
 

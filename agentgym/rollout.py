@@ -1,7 +1,8 @@
 """The rollout engine: many episodes at once, generation batched across them, trees out.
 
 Every live path (an episode, or a branch of one) is a coroutine: it asks the `_Batcher` for a generation,
-records the turn in its group's `TrajectoryTree`, and steps its env in a worker thread. The batcher sends
+records the turn in its group's `TrajectoryTree`, and steps its env in a worker thread (on the event loop
+itself for envs that declare ``nonblocking = True``: see `agentgym.env_calls`). The batcher sends
 one batched `generate` call when every live path is waiting for the model (or after a short wait), so the
 model is busy while envs step and envs step while the model is busy. A rollout strategy may ask for extra
 samples of a turn (`RolloutStrategy`: it sees each sampled turn, returns a `Branching`): the engine forks
@@ -14,6 +15,10 @@ the sampled ids (asserted per turn); token budgets per turn and per episode are 
 that hangs or raises ends only its own path, recorded as a typed `PathFailure` in ``tree.meta["failed_paths"]``.
 The env receives the model's text without its end-of-turn marker (the stored ids keep it: they are what was
 sampled); envs that declare ``thread_safe = False`` get their calls serialised.
+
+The engine's own cost per step is kept to tens of microseconds (bench/scale/overhead.py): the token check
+compares only each turn's new tokens, observation ids are memoised by the renderer, and objects older than
+the rollout are kept out of the garbage collector while it runs (`agentgym.gc_pause`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from agentgym.config import RolloutConfig
 from agentgym.contract import Capabilities, EnvContractError, ResetInfo, StepInfo, validate_info
 from agentgym.env import EnvLimits, TextEnv, observation_from
 from agentgym.env_calls import EnvCaller, EnvCallFailed, PathFailure
+from agentgym.gc_pause import gc_frozen
 from agentgym.policies.base import Generation, GenerationRequest, Policy, SamplingParams
 from agentgym.rendering import ChatRenderer
 from agentgym.tool_env import ToolEnv
@@ -68,6 +74,11 @@ class PathState:
     tool_env: bool = False  # the env is a tool env (its steps may return tool results)
     last_node: int | None = None  # the path's latest turn (its leaf once the path ends)
     memory: dict[str, Any] = field(default_factory=dict)  # the strategy's own, per path; never read here
+    images: list[Any] = field(default_factory=list)  # images in the context, in order (vision policies only)
+    messages: list[dict[str, Any]] = field(default_factory=list)  # the context as chat messages (chat-route policies)
+    # `context` was checked against the tree once (a branch's first turn walks the tree); from then on it is
+    # extended from the stored nodes' own ids, so each turn's check compares only the new tokens.
+    verified: bool = False
 
 
 ObservationKind = Literal["reset", "tool", "observation"]
@@ -117,6 +128,7 @@ class _Group:
     live: int = 0
     serial: int = 0  # paths launched so far, for PathState.serial
     errors: list[BaseException] = field(default_factory=list)  # failures that must stop the run
+    prompts: list[list[int]] = field(default_factory=list)  # distinct first prompts of its roots
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -198,8 +210,10 @@ class RolloutEngine:
         self.limits = limits
         self.progress = progress
         self.on_tree = on_tree
-        self.renderer = ChatRenderer(policy.tokenizer)
+        self.renderer = ChatRenderer.for_policy(policy)  # how observation images reach the model, if at all
         self.stats: dict[str, float] = {}
+        self._eos = getattr(policy.tokenizer, "eos_token_id", None)  # read once: tokenizer attributes are slow
+        self._native_twins: dict[tuple[type, str], bool] = {}  # (env class, "step"/"reset") -> has async twin
 
     def run(self, tasks: Sequence[Task | int]) -> list[TrajectoryTree]:
         """Blocking entry point. Owns its event loop, so it can give env steps enough worker threads
@@ -229,7 +243,7 @@ class RolloutEngine:
         self.calls = EnvCaller(self.config.env_timeout_s, self.config.step_timeout_s)
         start = time.perf_counter()
         try:
-            with _progress(self.progress, len(specs)) as advance:
+            with _progress(self.progress, len(specs)) as advance, gc_frozen():
                 async def one(index: int, spec: Task) -> TrajectoryTree:
                     tree = await self._run_group(spec, index)
                     advance(tree)
@@ -265,6 +279,9 @@ class RolloutEngine:
             if group.live == 0:
                 break
             group.done.clear()
+        release = getattr(self.policy, "release", None)  # duck-typed policies may lack the hint
+        for prompt in group.prompts if release is not None else ():
+            release(prompt)  # no path of this group will ask for these contexts again
         if group.errors:
             raise RolloutError(f"rollout of task seed={spec.seed} failed: {type(group.errors[0]).__name__}: "
                                f"{group.errors[0]}") from group.errors[0]
@@ -313,9 +330,13 @@ class RolloutEngine:
                 group.tree.initial_observation = first
                 group.tree.task = group.spec.task or info.get("task", {})
             system = env.system_prompt() if hasattr(env, "system_prompt") else None
-            prompt = self.renderer.initial_prompt_ids(system, first.text)
+            prompt = self.renderer.initial_prompt_ids(system, first)
+            if prompt not in group.prompts:
+                group.prompts.append(prompt)
             path = PathState(group=group, env=env, actions=[], context=[], pending_prefix=prompt,
-                             parent=None, rebuild=True, serial=serial, tool_env=isinstance(env, ToolEnv))
+                             parent=None, rebuild=True, serial=serial, tool_env=isinstance(env, ToolEnv),
+                             images=self._vision_images(first),
+                             messages=self._chat([{"role": "system", "content": system}] if system else [], first))
             await self._run_path(path)
 
         self._launch(group, root)
@@ -323,7 +344,7 @@ class RolloutEngine:
     def _action_text(self, gen: Generation) -> str:
         """The text the env receives and the tree shows: the sampled text without the end-of-turn token
         (``<|im_end|>``), which belongs to the chat format, not to the action. The ids keep it."""
-        eos = getattr(self.policy.tokenizer, "eos_token_id", None)
+        eos = self._eos
         if gen.finish_reason == "eos" and eos is not None and gen.token_ids and gen.token_ids[-1] == eos:
             return self.policy.tokenizer.decode(list(gen.token_ids[:-1]), skip_special_tokens=False)
         return gen.text
@@ -343,19 +364,30 @@ class RolloutEngine:
                                         temperature=self.config.temperature, top_p=self.config.top_p, stop=stops)
                 t0 = time.perf_counter()
                 key = (path.group.index, path.serial, len(path.actions))
-                gen = await self._batcher.submit(GenerationRequest(context, params), key)
+                gen = await self._batcher.submit(GenerationRequest(context, params, images=list(path.images),
+                                                                   messages=list(path.messages) or None), key)
+                served = gen.meta.get("prompt_ids")
+                if served is not None and list(served) != context:
+                    # A chat-route server re-rendered the conversation (it re-tokenises earlier turns' text):
+                    # store the ids it fed the model as this turn's whole context, so training stays exact.
+                    context = list(served)
+                    path.pending_prefix, path.rebuild, path.context = context, True, []
+                    gen.meta["prompt_from_server"] = True
                 node = tree.add(Turn(id=0, parent=path.parent, rebuild_context=path.rebuild,
                                      prefix_ids=path.pending_prefix, action_ids=list(gen.token_ids),
                                      logprobs=list(gen.logprobs), entropies=list(gen.entropies),
                                      action_text=self._action_text(gen), finish_reason=gen.finish_reason,
                                      policy_version=self.policy.version, gen_time_s=time.perf_counter() - t0,
                                      # "top-k" when a server gave no exact entropies (openai_compat): an estimate
-                                     info={k: gen.meta[k] for k in ("entropy_estimate",) if k in gen.meta}))
+                                     info={k: gen.meta[k] for k in ("entropy_estimate", "prompt_from_server")
+                                           if k in gen.meta}))
                 path.last_node = node.id
                 if branch_signal is not None:
                     node.branch_entropy, node.branched_from = branch_signal
                     branch_signal = None
-                _assert_token_exact(tree, node, context, gen)
+                _assert_token_exact(tree, node, context, gen,
+                                    len(path.context) if path.verified and not path.rebuild else None)
+                path.verified = True
                 path.tokens_used += len(gen.token_ids)
                 await self._spawn_branches(path, node, gen)
                 if not await self._step(path, node, gen):
@@ -369,14 +401,30 @@ class RolloutEngine:
                 tree.final_rewards[leaf] = sum(n.reward for n in tree.path(leaf))
             await self.calls.close(path.env)
 
+    @property
+    def _wants_messages(self) -> bool:
+        return bool(getattr(self.policy, "wants_messages", False))
+
+    def _chat(self, messages: list[dict[str, Any]], obs: Observation) -> list[dict[str, Any]]:
+        """`messages` plus `obs` as a chat message, for a policy that is sent chat messages (else [])."""
+        return messages + [self.renderer.chat_message(obs)] if self._wants_messages else []
+
+    def _vision_images(self, obs: Observation) -> list[Any]:
+        """The images of `obs` that go into the model's input (only a vision policy's renderer places any)."""
+        return list(obs.images) if self.renderer.image_input == "vision" else []
+
     async def _env_call(self, stage: str, env: Any, *args: Any, **kwargs: Any) -> Any:
         """reset/step `env` under its timeout: through its own async twin if it has a native one (an env
         over HTTP), else the blocking method in a worker thread (serialised if the env is not thread safe)."""
-        method = getattr(env, stage)
-        twin = getattr(type(env), "a" + stage, None)
-        if twin is not None and twin is not getattr(TextEnv, "a" + stage) and asyncio.iscoroutinefunction(twin):
+        key = (type(env), stage)
+        native = self._native_twins.get(key)
+        if native is None:  # looked up once per class: inspecting it costs more than a no-op step
+            twin = getattr(type(env), "a" + stage, None)
+            native = self._native_twins[key] = (twin is not None and twin is not getattr(TextEnv, "a" + stage)
+                                                and asyncio.iscoroutinefunction(twin))
+        if native:
             return await self.calls.call_async(stage, getattr(env, "a" + stage)(*args, **kwargs))
-        return await self.calls.call(stage, method, *args, env=env, **kwargs)
+        return await self.calls.call(stage, getattr(env, stage), *args, env=env, **kwargs)
 
     def _check_info(self, model: type, info: Any, call: str) -> None:
         """The info keys the engine reads, typed (`agentgym.contract`); a bad one ends the path, named."""
@@ -406,10 +454,12 @@ class RolloutEngine:
         path.actions.append(node.action_text)
         observation = observation_from(obs, info)
         node.observation = observation
-        node.tool_calls += [ToolCallRecord.model_validate(c) for c in info.get("tool_calls", [])]
+        if info.get("tool_calls"):
+            node.tool_calls += [ToolCallRecord.model_validate(c) for c in info["tool_calls"]]
         node.reward = float(reward)
-        node.terminated, node.truncated = bool(terminated), bool(truncated)
-        node.truncated_reason = info.get("truncated_reason") if truncated else None
+        if terminated or truncated:  # pydantic attribute writes cost microseconds: only what differs from the default
+            node.terminated, node.truncated = bool(terminated), bool(truncated)
+            node.truncated_reason = info.get("truncated_reason") if truncated else None
         node.info.update(_jsonable({k: v for k, v in info.items() if k not in ("tool_calls", "observation", "messages")}))
         if terminated or truncated:
             return False
@@ -417,18 +467,27 @@ class RolloutEngine:
         path.parent = node.id
         if info.get("rebuild_context"):
             path.pending_prefix, path.rebuild = self.renderer.prompt_ids(info["messages"]), True
-            path.context = []
+            path.context, path.images = [], []
+            path.messages = list(info["messages"]) if self._wants_messages else []
             path.tokens_used = 0  # a rebuilt context is a new round: the episode budget applies per round
         else:
-            path.context = path.context + path.pending_prefix + node.action_ids if not path.rebuild else \
-                path.pending_prefix + node.action_ids
+            # From the stored node's ids, in place (a branch took its own copy): the tree's context, built O(new)
+            if path.rebuild:
+                path.context = list(node.prefix_ids)
+            else:
+                path.context.extend(node.prefix_ids)
+            path.context.extend(node.action_ids)
             path.pending_prefix = self.renderer.observation_ids(observation, after_eos=gen.finish_reason == "eos")
+            path.images = path.images + self._vision_images(observation)
+            path.messages = self._chat(path.messages + [{"role": "assistant", "content": node.action_text}], observation)
             path.rebuild = False
         return True
 
     # ---- branching --------------------------------------------------------------------------------
     async def _spawn_branches(self, path: PathState, node: Turn, gen: Generation) -> None:
         group = path.group
+        if type(self.strategy) is NoBranching:  # the common case, without building its view every turn
+            return
         decision = self.strategy.branches(TurnView(node=node, generation=gen, previous=path.previous,
                                                    tool_env=path.tool_env, memory=path.memory))
         count = max(0, min(decision.count, self._max_trajectories() - group.started))
@@ -438,7 +497,8 @@ class RolloutEngine:
             snapshot = PathState(group=group, env=None, actions=list(path.actions), context=list(path.context),
                                  pending_prefix=list(path.pending_prefix), parent=path.parent, rebuild=path.rebuild,
                                  tokens_used=path.tokens_used - len(gen.token_ids), previous=path.previous,
-                                 tool_env=path.tool_env, memory=dict(path.memory), serial=group.serial)
+                                 tool_env=path.tool_env, memory=dict(path.memory), serial=group.serial,
+                                 images=list(path.images), messages=list(path.messages))
             group.serial += 1
             # Fork now, before this path steps its env: the branch must start from the state the
             # sampled turn saw. Envs that cannot fork are rebuilt by replay inside the branch.
@@ -484,11 +544,19 @@ class RolloutEngine:
 _UNWIND_S = 2.0  # how long interrupted paths get to close their envs before the loop is closed
 
 
-def _assert_token_exact(tree: TrajectoryTree, node: Turn, context: list[int], gen: Generation) -> None:
+def _assert_token_exact(tree: TrajectoryTree, node: Turn, context: list[int], gen: Generation,
+                        stored: int | None = None) -> None:
+    """The stored turn equals what the policy saw and sampled. `stored`: how many leading tokens of `context`
+    are the tree's own ids through the parent's action already (the path builds them from the stored nodes);
+    then only the rest is compared. None: compare the whole context with ``tree.context_ids`` (a walk)."""
     if not gen.token_exact:
         raise TokenDriftError("the policy backend returned text without token ids; refusing to store "
                               "re-tokenised actions (configure the server to return token ids)")
-    if tree.context_ids(node.id) != context:
+    if stored is None or node.rebuild_context or node.parent is None:
+        same = tree.context_ids(node.id) == context
+    else:
+        same = len(context) == stored + len(node.prefix_ids) and context[stored:] == node.prefix_ids
+    if not same:
         raise TokenDriftError(f"turn {node.id}: stored context differs from the context the policy saw")
     if node.action_ids != list(gen.token_ids) or len(node.logprobs) != len(node.action_ids):
         raise TokenDriftError(f"turn {node.id}: stored action differs from the sampled tokens")

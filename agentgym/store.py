@@ -5,7 +5,9 @@ written with a single ``write`` on an ``O_APPEND`` descriptor under an exclusive
 writers never interleave. A process killed mid-write leaves a torn last line with no newline or a wrong
 length or checksum: readers detect and skip it (with a warning), and the next writer starts on a fresh
 line, so earlier records are never rewritten and the torn bytes are never decoded as a record.
-Rollout ids are idempotency keys: appending a tree whose id is already stored is a no-op.
+Rollout ids are idempotency keys: appending a tree whose id is already stored is a no-op. Observation
+images never go into a line: they are written (fsynced, renamed) to ``images/<sha256>.png`` beside the
+file before the line that references them (`agentgym.images`).
 
 Every reader goes through `scan_lines` (line framing, torn tail, checksum, a cap on a line's length) and
 `decode_record` (a JSON object, nothing else), so the store, the viewer and the tools agree on what a
@@ -29,6 +31,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from agentgym.images import ImageStore, externalize_tree, has_inline_images
 from agentgym.jsonl import bounded_lines
 from agentgym.trajectory import SCHEMA_VERSION, TrajectoryTree
 
@@ -176,6 +179,7 @@ class TrajectoryStore:
         self.max_record_bytes = max_record_bytes
         self._ids: set[str] = set()
         self._scanned = 0  # bytes of the file whose ids are already in self._ids
+        self.images = ImageStore.beside(self.path, fsync=fsync)  # screenshots, content-addressed (`agentgym.images`)
 
     # ---- writing ----------------------------------------------------------------------------------
     def append(self, tree: TrajectoryTree) -> bool:
@@ -194,6 +198,8 @@ class TrajectoryStore:
             for tree in trees:
                 if tree.id in ids:
                     continue
+                if has_inline_images(tree):  # image files first, durably: no line may point to a missing one
+                    tree = externalize_tree(tree, self.images)
                 payload = tree.model_dump_json().encode()
                 if len(payload) > self.max_record_bytes:  # readers would skip it: refuse it now, loudly
                     raise ValueError(f"tree {tree.id} is {len(payload)} bytes as JSON, over the store's "
@@ -283,6 +289,37 @@ class TrajectoryStore:
 
     def __len__(self) -> int:
         return sum(1 for _ in self._iter_payload_dicts(quiet=True))
+
+
+class MergedStore:
+    """Several store files read as one: a run's own store, then one file per Ray rollout worker
+    (`agentgym.ray_workers`). Every readable tree once, the first file's record winning for an id; each
+    file is read with `TrajectoryStore` (torn tails and bad records skipped with a `StoreWarning`)."""
+
+    def __init__(self, paths: Iterable[str | os.PathLike]):
+        self.paths = [Path(p) for p in paths]
+
+    @classmethod
+    def of_run(cls, run_dir: str | os.PathLike) -> MergedStore:
+        """``RUN/trajectories.jsonl`` and the workers' ``RUN/trajectories-w<K>.jsonl`` in worker order."""
+        run_dir = Path(run_dir)
+        workers = [p for p in run_dir.glob("trajectories-w*.jsonl") if p.stem[len("trajectories-w"):].isdigit()]
+        workers.sort(key=lambda p: int(p.stem[len("trajectories-w"):]))
+        return cls([run_dir / "trajectories.jsonl", *workers])
+
+    def records(self) -> Iterator[tuple[Path, StoreLine, TrajectoryTree]]:
+        seen: set[str] = set()
+        for path in self.paths:
+            for line, tree in TrajectoryStore(path).records():
+                if tree.id not in seen:
+                    seen.add(tree.id)
+                    yield path, line, tree
+
+    def __iter__(self) -> Iterator[TrajectoryTree]:
+        return (tree for _, _, tree in self.records())
+
+    def read_all(self) -> list[TrajectoryTree]:
+        return list(self)
 
 
 def write_trees(path: str | os.PathLike, trees: Iterable[TrajectoryTree]) -> int:

@@ -20,7 +20,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from agentgym.images import ImageRef, image_bytes, sniff_mime
 
 SCHEMA_VERSION = 1
 
@@ -63,7 +65,19 @@ class Observation(_Model):
     text: str = Field(default="", description="The new message text.")
     role: str = Field(default="user", description="Chat role of the message: user, tool or system.")
     memory: str | None = Field(default=None, description="Evolving report/memory the env carries, if any.")
-    images: list[str] = Field(default_factory=list, description="Images as base64 PNG strings.")
+    images: list[ImageRef | str] = Field(default_factory=list, description="Images: base64 strings as an env "
+                                         "returns them; in a stored tree, references to files beside the store "
+                                         "(`agentgym.images`).")
+
+    @field_validator("images")
+    @classmethod
+    def _images_are_images(cls, images: list[ImageRef | str]) -> list[ImageRef | str]:
+        # An env's bad image fails here, at the env boundary (a typed env error naming the key), not later
+        # in the store or the model backend.
+        for image in images:
+            if isinstance(image, str):
+                sniff_mime(image_bytes(image))
+        return images
 
 
 class Turn(_Model):

@@ -40,31 +40,53 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from agentgym.policies.models import ModelNotFoundError
     from agentgym.registry import EnvImportError, UnknownEnvError
     from agentgym.trainers.checkpoint import CheckpointError
+    from agentgym.ray_workers import RayRolloutError
     from agentgym.trainers.sft import DatasetError
 
-    return ConfigError, ModelNotFoundError, UnknownEnvError, EnvImportError, CheckpointError, DatasetError
+    return (ConfigError, ModelNotFoundError, UnknownEnvError, EnvImportError, CheckpointError, DatasetError,
+            RayRolloutError)
+
+
+def _one_process(command: str) -> None:
+    """Only `train` is data-parallel; another command under a launcher would run (and write) once per rank."""
+    from agentgym.trainers.distributed import launched_world_size
+
+    if (world := launched_world_size()) > 1:
+        _fail(f"`agentgym {command}` runs in one process, but {world} were launched (WORLD_SIZE); run it without "
+              "torchrun / accelerate launch")
 
 
 def train(config: Annotated[Path, typer.Argument(help="YAML config (see examples/).")],
           overrides: Overrides = None,
-          resume: Annotated[bool, typer.Option(help="Continue from RUN_DIR/checkpoints/latest.")] = False) -> None:
+          resume: Annotated[bool, typer.Option(help="Continue from RUN_DIR/checkpoints/latest.")] = False,
+          ray: Annotated[Optional[str], typer.Option(
+              "--ray", metavar="ADDRESS", help="Run rollouts on Ray workers: 'local' starts a cluster on this "
+              "machine; else a cluster address ('auto', HOST:PORT). Sets the config's ray.address.")] = None) -> None:
     """Train a policy with GRPO or ARPO on an env; trajectories, metrics and checkpoints go to run_dir."""
     cfg = _load(config, overrides)
+    if ray is not None:
+        from agentgym.config import RayConfig
+
+        address = None if ray == "local" else ray
+        cfg.ray = RayConfig(address=address) if cfg.ray is None else cfg.ray.model_copy(update={"address": address})
     try:
         from agentgym.trainers.rl import RLRun
 
         run = RLRun(cfg, resume=resume)
-        console.print(f"training {cfg.algorithm.name} on {cfg.env.id} from step {run.start_step} to {cfg.trainer.steps}")
+        if run.group.is_main:  # under a launcher, rank 0 speaks for the run
+            console.print(f"training {cfg.algorithm.name} on {cfg.env.id} from step {run.start_step} to {cfg.trainer.steps}")
         run.train()
     except _user_errors() as e:
         _fail(str(e))
-    console.print(f"done: {cfg.run_dir}")
+    if run.group.is_main:
+        console.print(f"done: {cfg.run_dir}")
 
 
 def eval_cmd(config: Annotated[Path, typer.Argument(help="YAML config.")], overrides: Overrides = None,
              checkpoint: Annotated[Optional[Path], typer.Option(help="A checkpoint dir; default: the run's latest.")] = None,
              tag: Annotated[str, typer.Option(help="Name of the eval_<tag>.jsonl written to run_dir.")] = "eval") -> None:
     """Evaluate a policy (base model or a checkpoint) on held-out tasks."""
+    _one_process("eval")
     cfg = _load(config, overrides)
     try:
         from agentgym.trainers.checkpoint import CheckpointManager, model_fingerprint
@@ -87,6 +109,7 @@ def eval_cmd(config: Annotated[Path, typer.Argument(help="YAML config.")], overr
 def sft(config: Annotated[Path, typer.Argument(help="YAML config with an sft section.")],
         overrides: Overrides = None) -> None:
     """Supervised fine-tuning on stored trajectories or scripted-expert rollouts (loss on actions only)."""
+    _one_process("sft")
     cfg = _load(config, overrides)
     if cfg.sft is None:
         _fail("the config has no 'sft' section")
@@ -123,6 +146,7 @@ def sft(config: Annotated[Path, typer.Argument(help="YAML config with an sft sec
 def demo(config: Annotated[Optional[Path], typer.Option(help="Override the built-in demo config.")] = None,
          overrides: Overrides = None) -> None:
     """The main job: base eval -> SFT warm start -> ARPO -> eval, with a before/after table."""
+    _one_process("demo")
     from agentgym.config import ConfigError
     from agentgym.trainers.demo import demo_config, run_demo
     from agentgym.trainers.session import validate

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from agentgym.config import TrainerConfig
+from agentgym.trainers.distributed import SINGLE_PROCESS, Collective, load_optimizer_state
 from agentgym.trainers.logprobs import pad_batch, token_logprobs
 from agentgym.trainers.loss_terms import rl_terms
 from agentgym.trainers.pieces import LossBatch, LossTerm
@@ -91,8 +92,9 @@ class PolicyTrainer:
 
     def __init__(self, model: torch.nn.Module, pad_id: int, cfg: TrainerConfig, temperature: float = 1.0,
                  ref_model: torch.nn.Module | None = None, total_steps: int | None = None,
-                 terms: list[LossTerm] | None = None):
+                 terms: list[LossTerm] | None = None, group: Collective = SINGLE_PROCESS):
         self.model, self.pad_id, self.cfg, self.temperature = model, pad_id, cfg, temperature
+        self.group = group  # the data-parallel ranks: `samples` are this rank's shard of the batch
         self.ref_model = ref_model
         if cfg.kl_coef > 0 and ref_model is None:
             raise ValueError("trainer.kl_coef > 0 needs a reference model")
@@ -102,24 +104,36 @@ class PolicyTrainer:
         self.scheduler = make_scheduler(self.optimizer, cfg, total_steps or max(cfg.steps, 1))
 
     def update(self, samples: list[Sample], step: int = 0) -> UpdateStats:
-        stats = UpdateStats(samples=len(samples))
         trained = [s for s in samples if s.trained_tokens]
-        if not trained:  # no signal this step (every group tied): no optimiser step, but the schedule
+        # Normalisers are totals over every rank's shard, so the summed gradient is the full batch's.
+        n_samples, total_tokens, n_trained = self.group.sum(
+            [float(len(samples)), float(sum(s.trained_tokens for s in trained)), float(len(trained))])
+        stats = UpdateStats(samples=int(n_samples))
+        if not total_tokens:  # no signal this step (every group tied): no optimiser step, but the schedule
             with warnings.catch_warnings():  # follows training steps, as `trainer.steps` sets its horizon
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
                 self.scheduler.step()
             return stats
-        total_tokens = float(sum(s.trained_tokens for s in trained))
         device = next(self.model.parameters()).device
-        micro = [{k: v.to(device) for k, v in pad_batch(mb, self.pad_id).items()}
-                 for mb in pack_by_tokens(trained, self.cfg.micro_batch_tokens)]
-        old = [self._logprobs(mb, grad=False)[0] for mb in micro] if self.cfg.epochs_per_batch > 1 else None
-        ref = [self._logprobs(mb, grad=False, model=self.ref_model)[0] for mb in micro] if self.ref_model else None
+        micro: list[dict[str, torch.Tensor] | None] = [
+            {k: v.to(device) for k, v in pad_batch(mb, self.pad_id).items()}
+            for mb in pack_by_tokens(trained, self.cfg.micro_batch_tokens)]
+        # Sharded forwards and backwards are collectives: every rank runs as many micro-batches (None = idle).
+        micro += [None] * (self.group.max(len(micro)) - len(micro))
+        old = [self._logprobs(mb, grad=False)[0] if mb is not None else self._idle(grad=False) for mb in micro
+               ] if self.cfg.epochs_per_batch > 1 else None
+        ref = [self._logprobs(mb, grad=False, model=self.ref_model)[0] if mb is not None else None
+               for mb in micro] if self.ref_model else None
         entropy_grad = any(getattr(t, "needs_entropy_grad", False) for t in self.terms)
         self.model.train()
         for epoch in range(self.cfg.epochs_per_batch):
             sums: dict[str, float] = {}
             for i, mb in enumerate(micro):
+                last = i == len(micro) - 1
+                if mb is None:
+                    with self.group.grad_sync(self.model, last):
+                        self._idle(grad=True).backward()
+                    continue
                 logp, entropy = self._logprobs(mb, grad=True, entropy_grad=entropy_grad)
                 mask = mb["loss_mask"]
                 old_logp = old[i] if old is not None else logp.detach()
@@ -127,7 +141,7 @@ class PolicyTrainer:
                 batch = LossBatch(logp=logp, old_logp=old_logp, sampling_logp=mb["sampling_logprobs"],
                                   is_weight=is_weight, advantages=mb["advantages"], mask=mask, entropy=entropy,
                                   ref_logp=ref[i] if ref is not None else None, turn_ids=mb["turn_ids"],
-                                  total_tokens=total_tokens, total_sequences=float(len(trained)), step=step)
+                                  total_tokens=total_tokens, total_sequences=n_trained, step=step)
                 loss = torch.zeros((), device=logp.device)
                 for term in self.terms:
                     value, term_metrics = term(batch)
@@ -135,14 +149,17 @@ class PolicyTrainer:
                     _add(sums, f"loss_{term.name}", float(value.detach()) * total_tokens)
                     for key, v in term_metrics.items():
                         _add(sums, key, v)
-                loss.backward()
+                with self.group.grad_sync(self.model, last):  # ranks' gradients are averaged: scale to sum
+                    (loss * self.group.world_size).backward()
                 _add(sums, "loss", loss.item() * total_tokens)
                 _add(sums, "entropy", float((entropy.detach() * mask).sum()) if entropy is not None else 0.0)
                 if epoch == 0:
                     for key, v in mismatch.items():
                         _add(sums, key, v)
+            sums = self.group.sum_dict(sums)
             grad_norm = torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
                                                        self.cfg.grad_clip)
+            grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm  # sharded
             stats.lr = self.scheduler.get_last_lr()[0]
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
@@ -158,6 +175,13 @@ class PolicyTrainer:
             if hasattr(term, "end_step"):
                 term.end_step(stats)
         return stats
+
+    def _idle(self, grad: bool) -> torch.Tensor:
+        """A forward (and, with `grad`, a zero loss to back-propagate) over one pad token, for a rank with no
+        micro-batch left while others still train: its shards take part in their gathers and reductions."""
+        ids = torch.full((1, 1), self.pad_id, dtype=torch.long, device=next(self.model.parameters()).device)
+        with torch.set_grad_enabled(grad):
+            return self.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.float().sum() * 0.0
 
     def _importance_weights(self, old_logp: torch.Tensor, sampling_logp: torch.Tensor, mask: torch.Tensor
                             ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -185,7 +209,7 @@ class PolicyTrainer:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "terms": terms}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.model, self.optimizer, state.get("optimizer", {}), self.group)
         self.scheduler.load_state_dict(state["scheduler"])
         for term in self.terms:
             if hasattr(term, "load_state_dict") and term.name in state.get("terms", {}):

@@ -22,6 +22,7 @@ from agentgym.trainers.algorithm import Algorithm, BuildContext
 from agentgym.trainers.pieces import AdvantageStats, CreditContext
 from agentgym.trainers.checkpoint import CheckpointManager, model_fingerprint, set_rng_state
 from agentgym.trainers.core import PolicyTrainer
+from agentgym.trainers.distributed import init_distributed
 from agentgym.stats import rollout_metrics
 from agentgym.trainers.metrics import RunLogger
 from agentgym.trainers.session import Session, mark_step, open_session, task_seeds, write_run_json
@@ -50,6 +51,7 @@ def load_weights(model: torch.nn.Module, folder: Path) -> None:
 class RLRun:
     def __init__(self, cfg: Config, session: Session | None = None, resume: bool = False, quiet: bool = False):
         self.cfg, self.quiet = cfg, quiet
+        self.group = init_distributed(cfg)  # validates trainer.distributed against the launch first
         self.run_dir = Path(cfg.run_dir)
         self.ckpt = CheckpointManager(self.run_dir, keep=cfg.trainer.keep_checkpoints)
         latest = self.ckpt.latest() if resume else None
@@ -65,13 +67,20 @@ class RLRun:
             import copy
 
             ref = copy.deepcopy(s.model).eval().requires_grad_(False)
-        self.trainer = PolicyTrainer(s.model, s.tokenizer.pad_token_id, cfg.trainer,
-                                     temperature=cfg.rollout.temperature, ref_model=ref, total_steps=cfg.trainer.steps,
-                                     terms=self.algorithm.loss_terms)
+        self.trainer = self.group.coordinate(PolicyTrainer(
+            self.group.prepare_model(s.model), s.tokenizer.pad_token_id, cfg.trainer, temperature=cfg.rollout.temperature,
+            ref_model=ref, total_steps=cfg.trainer.steps, terms=self.algorithm.loss_terms, group=self.group))
         self.start_step = 0
+        if not self.group.is_main:  # other ranks only train, on rank 0's commands (distributed.py)
+            return
         if latest is not None:
             self.start_step = self._restore(latest)
         self.store = TrajectoryStore(self.run_dir / "trajectories.jsonl")
+        self.ray = None  # with cfg.ray, rollouts run on Ray workers that store their own files (ray_rollout.py)
+        if cfg.ray is not None:
+            from agentgym.trainers.ray_rollout import RayRollouts
+
+            self.ray = RayRollouts(cfg, s.model, s.policy.version)
         self.logger = RunLogger(self.run_dir, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,
                                 quiet=quiet, config=cfg.model_dump(mode="json"))
         write_run_json(self.run_dir, cfg)
@@ -96,10 +105,15 @@ class RLRun:
     def step(self, step: int) -> dict[str, Any]:
         cfg, s = self.cfg, self.session
         torch.manual_seed(cfg.seed * 1_000_003 + step)
-        engine = RolloutEngine(s.policy, s.env_factory(), env_id=cfg.env.id, config=self.algorithm.rollout,
-                               strategy=self.algorithm.make_strategy(step), progress=cfg.logging.progress and not self.quiet)
         t0 = time.perf_counter()
-        trees = engine.run(task_seeds(cfg.seed, step, cfg.trainer.tasks_per_step))
+        if self.ray is not None:
+            trees, rollout_stats = self.ray.rollout(step, cfg.seed, task_seeds(cfg.seed, step, cfg.trainer.tasks_per_step),
+                                                    self.algorithm)
+        else:
+            engine = RolloutEngine(s.policy, s.env_factory(), env_id=cfg.env.id, config=self.algorithm.rollout,
+                                   strategy=self.algorithm.make_strategy(step), progress=cfg.logging.progress and not self.quiet)
+            trees = engine.run(task_seeds(cfg.seed, step, cfg.trainer.tasks_per_step))
+            rollout_stats = engine.stats
         t_rollout = time.perf_counter() - t0
         for i, tree in enumerate(trees):  # deterministic ids: a step replayed after a resume is stored once
             tree.id = f"train-{step:06d}-{i:04d}"
@@ -112,17 +126,24 @@ class RLRun:
         stats = self.trainer.update(samples, step=step)
         t_update = time.perf_counter() - t1
         s.policy.bump_version()
+        if self.ray is not None:
+            self.ray.sync(s.model, s.policy.version)
         mark_step(trees, step)
-        self.store.append_many(trees)
+        if self.ray is not None:
+            self.ray.commit(trees)  # each worker's own store file (agentgym.store.MergedStore reads them)
+        else:
+            self.store.append_many(trees)
         metrics = {**rollout_metrics(trees), **stats.metrics(), "infra_error_leaves": adv_stats.infra_error_leaves,
                    "dropped_groups": adv_stats.dropped_groups,
-                   "tokens_per_s": engine.stats["generated_tokens"] / max(t_rollout, 1e-9),
-                   "time_generation_s": engine.stats["generation_s"], "time_env_s": engine.stats["env_s"],
+                   "tokens_per_s": rollout_stats["generated_tokens"] / max(t_rollout, 1e-9),
+                   "time_generation_s": rollout_stats["generation_s"], "time_env_s": rollout_stats["env_s"],
                    "time_rollout_s": t_rollout, "time_update_s": t_update}
         self.logger.log(step + 1, metrics)
         return metrics
 
     def train(self) -> list[dict[str, Any]]:
+        if not self.group.is_main:
+            return self.group.serve(self.trainer)
         history = []
         every = self.cfg.trainer.checkpoint_every
         try:
@@ -132,6 +153,9 @@ class RLRun:
                     self.save(step + 1)
             if self.cfg.trainer.steps > self.start_step and (not every or self.cfg.trainer.steps % every):
                 self.save(self.cfg.trainer.steps)
+            self.group.finish(self.trainer)
         finally:
             self.logger.close()
+            if self.ray is not None:
+                self.ray.close()
         return history

@@ -62,7 +62,8 @@ def open_session(cfg: Config) -> Session:
         model = get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                                  target_modules=lora.target_modules, task_type="CAUSAL_LM"))
     model.eval()
-    policy = HFPolicy(model, tokenizer, max_batch_size=cfg.policy.max_batch_size)
+    policy = HFPolicy(model, tokenizer, max_batch_size=cfg.policy.max_batch_size, kv_cache_mb=cfg.policy.kv_cache_mb,
+                      threads=cfg.policy.threads)
     return Session(cfg, model, tokenizer, policy)
 
 

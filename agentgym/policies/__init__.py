@@ -15,9 +15,19 @@ def make_policy(spec: str, **kwargs):
       ``model=`` (default: the first model of /v1/models), ``tokenizer=`` (the served model's; checked);
     - ``vllm:<model>``: in-process vLLM (``embedded``, ``tiny`` or a model directory; default ``embedded``);
       keyword arguments go to ``vllm.LLM`` (e.g. ``enable_prefix_caching=False``);
-    - ``scripted:<module:function>``: a function mapping the conversation text to the next action.
+    - ``scripted:<module:function>``: a function mapping the conversation text to the next action;
+    - ``hf-vision:<name-or-path>`` or ``tiny-vlm``: a transformers image-text-to-text model and its processor
+      (observation images go into the model's input).
+
+    Text-only ``hf``/``openai`` policies take ``images="text"`` to render screenshots as text lines instead of
+    refusing them; ``openai`` takes ``images="vision", processor=<the served model's processor>`` for a
+    served vision-language model (requests with images then go to its chat route).
     """
     kind, _, arg = spec.partition(":")
+    if kind in ("hf-vision", "tiny-vlm"):
+        from agentgym.policies.hf_vision import HFVisionPolicy
+
+        return HFVisionPolicy.from_pretrained(arg if kind == "hf-vision" else "tiny-vlm", **kwargs)
     if kind in ("embedded", "hf", "tiny"):
         from agentgym.policies.hf import HFPolicy
 

@@ -30,6 +30,12 @@ class SamplingParams:
 class GenerationRequest:
     prompt_ids: list[int]
     params: SamplingParams = field(default_factory=SamplingParams)
+    # The images of the context, in the order their image tokens appear in `prompt_ids` (base64 strings;
+    # only for a policy with image_input="vision", whose renderer placed those tokens).
+    images: list[Any] = field(default_factory=list)
+    # The same context as OpenAI chat messages (images as image_url parts), for a policy that declares
+    # `wants_messages` (an OpenAI-compatible server of a vision model, reached on its chat route).
+    messages: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -59,6 +65,12 @@ class Policy(ABC):
 
     tokenizer: Any
     version: int = 0  # bumped on every weight update, stored in each turn
+    # How observation images reach this policy (`agentgym.rendering`): "none" refuses them with a one-line
+    # error, "text" renders each as a line of text (an opt-in fallback), "vision" puts them into the model's
+    # input (then `processor` is the model's transformers processor).
+    image_input: str = "none"
+    processor: Any = None
+    wants_messages: bool = False  # True: requests also carry the context as chat messages (`messages`)
     # True if `generate(requests, cancel=event)` checks `event` (a threading.Event) at every token and
     # raises `GenerationCancelled` once it is set: a server can then stop work nobody waits for.
     supports_cancel: bool = False
@@ -101,6 +113,10 @@ class Policy(ABC):
         `self.version = version`. Called by the trainer after each optimizer step when the sampler is not the
         trainer's own module. Backends without a way to receive weights raise NotImplementedError."""
         raise NotImplementedError(f"{type(self).__name__} cannot receive weights from the trainer")
+
+    def release(self, prefix_ids: list[int]) -> None:
+        """A hint: every path whose context starts with `prefix_ids` has ended (the rollout engine calls it when
+        a task's group of paths is done), so state kept for them, e.g. the HF backend's KV cache, may go."""
 
     @property
     def eos_token_id(self) -> int | None:

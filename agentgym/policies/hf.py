@@ -9,14 +9,23 @@ distribution is kept in memory, never ``steps x batch x vocab``.
 0..n-1, so no position ids are needed), and only the positions that predict a target token go through
 the LM head. Log-probs are taken under softmax(logits / temperature), the distribution `generate`
 samples from at that temperature (default 1.0: the model's own distribution).
+
+Multi-turn paths: each turn's prompt extends an earlier turn's prompt + action, so the past keys/values of
+those tokens are kept (`agentgym.policies.kv_cache`) and a turn encodes only its new tokens. Threads:
+`agentgym.policies.models.set_torch_threads` (default: the usable cores minus one).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from agentgym.policies.base import (Generation, GenerationCancelled, GenerationRequest, Policy, SamplingParams,
                                    check_score_inputs, cut_at_stop)
+from agentgym.policies.kv_cache import PrefixKVCache, batch_inputs, harvest
+from agentgym.policies.kv_cache import supported as kv_cache_supported
+
+log = logging.getLogger(__name__)
 
 
 class _TokenStatsRecorder:
@@ -67,7 +76,18 @@ class HFPolicy(Policy):
 
     supports_cancel = True
 
-    def __init__(self, model: Any, tokenizer: Any, max_batch_size: int = 32, max_batch_tokens: int = 16384):
+    def __init__(self, model: Any, tokenizer: Any, max_batch_size: int = 32, max_batch_tokens: int = 16384,
+                 kv_cache_mb: float = 1024, threads: int | None = None, images: str = "none"):
+        """`kv_cache_mb`: memory for keys/values kept across turns (0: re-encode every prompt in full).
+        `threads`: torch threads (None: the usable cores minus one; 0: leave torch's setting alone).
+        `images`: "text" opts into the text fallback for screenshots (agentgym.rendering)."""
+        from agentgym.policies.models import kv_bytes_per_token, set_torch_threads
+
+        if images not in ("none", "text"):
+            raise ValueError(f"images must be none or text for a text-only model, got {images!r} (a "
+                             "vision-language model is loaded as HFVisionPolicy)")
+        self.image_input = images
+        set_torch_threads(threads)
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
@@ -76,6 +96,13 @@ class HFPolicy(Policy):
         self.max_batch_tokens = max_batch_tokens
         self.max_score_logits = 2**27  # logits one `score` forward may hold (512 MB of float32)
         self.version = 0
+        per_token = kv_bytes_per_token(model)
+        reuse = kv_cache_mb > 0 and per_token and kv_cache_supported(model.config)
+        if kv_cache_mb > 0 and not reuse:
+            log.warning("KV reuse across turns is off for this model: it needs full-length per-layer caches and a "
+                        "transformers release with generate(cache=...); every turn re-encodes its context")
+        self.kv_cache = PrefixKVCache(int(kv_cache_mb * 2**20 // per_token)) if reuse else None
+        self.prompt_tokens_encoded = 0  # prompt tokens that went through the model (the rest came from the cache)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
 
@@ -94,6 +121,12 @@ class HFPolicy(Policy):
 
     def bump_version(self) -> None:
         self.version += 1
+        if self.kv_cache is not None:  # keys/values of the old weights
+            self.kv_cache.clear()
+
+    def release(self, prefix_ids: list[int]) -> None:
+        if self.kv_cache is not None:
+            self.kv_cache.release(prefix_ids)
 
     def generate(self, requests: list[GenerationRequest], cancel: Any = None) -> list[Generation]:
         """`cancel`: a threading.Event checked at every token; once set, `GenerationCancelled` is raised."""
@@ -133,12 +166,13 @@ class HFPolicy(Policy):
             raise GenerationCancelled(0)
         params: SamplingParams = requests[0].params
         pad = self.tokenizer.pad_token_id
-        width = max(len(r.prompt_ids) for r in requests)
-        ids = torch.full((len(requests), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, r in enumerate(requests):  # left padding: every row ends where generation starts
-            ids[row, width - len(r.prompt_ids) :] = torch.tensor(r.prompt_ids)
-            mask[row, width - len(r.prompt_ids) :] = 1
+        prompts = [r.prompt_ids for r in requests]
+        if self.kv_cache is not None and self.kv_cache.version != self.version:  # weights changed (bump, resume)
+            self.kv_cache.clear()
+            self.kv_cache.version = self.version
+        matches = [self.kv_cache.match(p) for p in prompts] if self.kv_cache is not None else [(0, None)] * len(prompts)
+        ids, mask, cache, width = batch_inputs(prompts, matches, pad, self.model.config)
+        self.prompt_tokens_encoded += sum(len(p) - n for p, (n, _) in zip(prompts, matches))
         recorder = _TokenStatsRecorder(params.temperature, width, params.top_logprobs)
         sample = params.temperature > 0
         gen_kwargs: dict[str, Any] = dict(
@@ -149,10 +183,13 @@ class HFPolicy(Policy):
             gen_kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
         if params.stop:
             gen_kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        if cache is not None:
+            gen_kwargs.update(cache=cache)
         if cancel is not None:
             gen_kwargs.update(stopping_criteria=StoppingCriteriaList([_CancelCheck(cancel)]))
         with torch.no_grad():
-            result = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **gen_kwargs)
+            result = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                         **self._extra_inputs(requests), **gen_kwargs)
         seqs = result.sequences[:, width:].cpu()
         if cancel is not None and cancel.is_set():
             raise GenerationCancelled(seqs.shape[1])
@@ -161,10 +198,12 @@ class HFPolicy(Policy):
         logprobs = torch.stack(recorder.logprobs, 1).cpu() if recorder.logprobs else torch.zeros(len(requests), 0)
         entropies = torch.stack(recorder.entropies, 1).cpu() if recorder.entropies else torch.zeros(len(requests), 0)
         gens = []
+        kept: list[list[int]] = []
         for row in range(len(requests)):
             tokens = seqs[row].tolist()
             n, finish, stop = cut_at_stop(self.tokenizer, tokens, params.stop, self.eos_token_id)
             tokens = tokens[:n]
+            kept.append(prompts[row] + tokens)
             meta: dict[str, Any] = {"temperature": params.temperature}
             if recorder.top:
                 meta["top_logprobs"] = [list(zip(ix[row].tolist(), v[row].tolist())) for v, ix in recorder.top[:n]]
@@ -177,7 +216,14 @@ class HFPolicy(Policy):
                 stop_string=stop,
                 meta=meta,
             ))
+        if self.kv_cache is not None and getattr(result, "cache", None) is not None:
+            for tokens, layers in harvest(result.cache, mask, seqs.shape[1], kept):
+                self.kv_cache.add(tokens, layers)
         return gens
+
+    def _extra_inputs(self, requests: list[GenerationRequest]) -> dict[str, Any]:
+        """Model inputs beside the token ids (a vision-language subclass adds the pixel values)."""
+        return {}
 
     def score(self, context_ids: list[list[int]], target_ids: list[list[int]],
               temperature: float = 1.0) -> list[list[float]]:

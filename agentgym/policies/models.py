@@ -171,3 +171,56 @@ def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def usable_cpus() -> int:
+    """Cores this process may run on: its CPU affinity, further bounded by a cgroup v2 quota (containers)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus
+
+
+def set_torch_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads for the in-process model and return the count. None: the environment
+    variable AGENTGYM_TORCH_THREADS, else the usable cores minus one (at least 1): the rollout engine's event
+    loop, env worker threads and sandboxes need a core, and torch spinning on every core of a loaded small
+    machine was measured ~1.6x slower than one thread on 2 cores (issue 15). 0: leave torch's setting alone."""
+    import torch
+
+    if threads is None:
+        env = os.environ.get("AGENTGYM_TORCH_THREADS", "").strip()
+        if env:
+            try:
+                threads = int(env)
+            except ValueError:
+                raise ValueError(f"AGENTGYM_TORCH_THREADS must be an integer, got {env!r}") from None
+        else:
+            threads = max(1, usable_cpus() - 1)
+    if threads < 0:
+        raise ValueError(f"torch threads must be >= 0, got {threads}")
+    if threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def kv_bytes_per_token(model: Any) -> int:
+    """Bytes of keys + values one token occupies across all layers (0 if the config does not say)."""
+    import torch
+
+    cfg = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
+    layers = getattr(cfg, "num_hidden_layers", None)
+    heads = getattr(cfg, "num_attention_heads", None)
+    if not layers or not heads:
+        return 0
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    dtype = getattr(model, "dtype", None) or torch.float32
+    return 2 * layers * kv_heads * head_dim * torch.tensor([], dtype=dtype).element_size()

@@ -62,10 +62,21 @@ class OpenAICompatPolicy(Policy):
 
     def __init__(self, base_url: str, model: str | None = None, tokenizer: Any = "embedded",
                  timeout_s: float = 120.0, max_attempts: int = 4, api_key: str | None = None, top_logprobs: int = 10,
-                 max_concurrency: int = 64, server_logprobs: str = "auto"):
+                 max_concurrency: int = 64, server_logprobs: str = "auto", images: str = "none",
+                 processor: Any = None):
         from agentgym.policies.models import load_tokenizer
 
         self.base_url = api_root(base_url)
+        if images not in ("none", "text", "vision"):
+            raise ValueError(f"openai: images must be none, text or vision, got {images!r}")
+        if images == "vision":  # the served model's processor places image tokens exactly as the server will
+            if processor is None:
+                raise ValueError("openai: images='vision' needs processor= (the served model's processor: a "
+                                 "local path, or tiny-vlm) so the prompt's image tokens are known exactly")
+            self.processor = load_processor(processor) if isinstance(processor, str) else processor
+            tokenizer = self.processor.tokenizer
+            self.wants_messages = True  # requests with images go to the chat route, as messages
+        self.image_input = images
         self.tokenizer = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
         self._model = model
         self._checked = False
@@ -98,19 +109,20 @@ class OpenAICompatPolicy(Policy):
 
         @retry(retry=retry_if_exception(_retryable), stop=stop_after_attempt(self._max_attempts),
                wait=wait_exponential(multiplier=0.2, max=5), reraise=True)
-        async def post(body: dict[str, Any]) -> httpx.Response:
+        async def post(body: dict[str, Any], route: str) -> httpx.Response:
             async with slots:
-                response = await client.post("/v1/completions", json=body)
+                response = await client.post(route, json=body)
             response.raise_for_status()
             return response
 
         async def one(r: GenerationRequest) -> Generation:
-            body = self._completion_body([r.prompt_ids], r.params)
+            chat = bool(r.images)
+            body = self._chat_body(r) if chat else self._completion_body([r.prompt_ids], r.params)
             try:
-                response = await post(body)
+                response = await post(body, "/v1/chat/completions" if chat else "/v1/completions")
             except httpx.HTTPError as e:
                 raise self._transport_error(e) from e
-            return self._parse_choices(response, 1)[0]
+            return self._parse_chat(response, r) if chat else self._parse_choices(response, 1)[0]
 
         return list(await asyncio.gather(*(one(r) for r in requests)))
 
@@ -154,8 +166,8 @@ class OpenAICompatPolicy(Policy):
                 f"{self.base_url} has a vocabulary of {vocab}; pass the served model's tokenizer (tokenizer=PATH-OR-ID)")
         self._checked = True
 
-    def _post_once(self, body: dict[str, Any]) -> httpx.Response:
-        response = self.client.post("/v1/completions", json=body)
+    def _post_once(self, body: dict[str, Any], route: str = "/v1/completions") -> httpx.Response:
+        response = self.client.post(route, json=body)
         response.raise_for_status()
         return response
 
@@ -166,7 +178,13 @@ class OpenAICompatPolicy(Policy):
         for i, r in enumerate(requests):
             p = r.params
             groups.setdefault((p.max_new_tokens, p.temperature, p.top_p, p.stop), []).append(i)
+        for i, r in enumerate(requests):
+            if r.images:  # a vision model's chat route, one request each
+                out[i] = self._parse_chat(self._request(self._chat_body(r), "/v1/chat/completions"), r)
         for idxs in groups.values():
+            idxs = [i for i in idxs if out[i] is None]
+            if not idxs:
+                continue
             for i, gen in zip(idxs, self._complete([requests[i].prompt_ids for i in idxs], requests[idxs[0]].params)):
                 out[i] = gen
         return out  # type: ignore[return-value]
@@ -214,6 +232,49 @@ class OpenAICompatPolicy(Policy):
             "include_stop_str_in_output": True, "skip_special_tokens": False,
         }
 
+    def _chat_body(self, r: GenerationRequest) -> dict[str, Any]:
+        """A chat request for a context with images: the messages (images as data: URLs), asking for the
+        sampled tokens as ids and the prompt's ids (vLLM's ``return_token_ids``) to check against ours."""
+        if not r.messages:
+            raise PolicyServerError("openai: a request with images came without chat messages (the rollout "
+                                    "engine sends them to policies with wants_messages)")
+        p = r.params
+        return {"model": self.model, "messages": r.messages, "max_tokens": p.max_new_tokens,
+                "temperature": p.temperature, "top_p": p.top_p, "stop": list(p.stop) or None,
+                "logprobs": True, "top_logprobs": min(self.top_logprobs, 20), "return_tokens_as_token_ids": True,
+                "return_token_ids": True, "include_stop_str_in_output": True, "skip_special_tokens": False}
+
+    def _parse_chat(self, response: httpx.Response, r: GenerationRequest) -> Generation:
+        """A chat answer as a `Generation`. The server must say which prompt ids it fed the model
+        (``prompt_token_ids``): a chat route re-tokenises the earlier assistant turns' text, which need not
+        give back the sampled ids. Where its ids differ from ours they go in ``meta["prompt_ids"]`` and the
+        rollout engine stores them as that turn's whole context, so the tree holds what the model saw."""
+        try:
+            body = response.json()
+            prompt = body.get("prompt_token_ids")
+            (choice,) = body["choices"]
+            content = (choice.get("logprobs") or {}).get("content") or []
+            as_completion = {
+                "text": choice["message"]["content"] or "", "finish_reason": choice.get("finish_reason"),
+                "stop_reason": choice.get("stop_reason"),
+                "logprobs": {"tokens": [e["token"] for e in content], "token_logprobs": [e["logprob"] for e in content],
+                             "top_logprobs": [{a["token"]: a["logprob"] for a in e.get("top_logprobs") or []}
+                                              for e in content]},
+            }
+            gen = self._parse_choice(as_completion)
+        except (ValueError, KeyError, TypeError) as e:
+            raise PolicyServerError(f"model server {self.base_url} returned an invalid chat completion "
+                                    f"({type(e).__name__}: {e}); body starts {response.text[:120]!r}") from e
+        if prompt is None:
+            raise PolicyServerError(f"model server {self.base_url} did not report the prompt's token ids "
+                                    "(prompt_token_ids; vLLM >= 0.10.2 or agentgym serve): cannot check that the "
+                                    "model saw exactly the stored context with its image tokens")
+        if not isinstance(prompt, list) or not all(isinstance(t, int) for t in prompt):
+            raise PolicyServerError(f"model server {self.base_url} returned prompt_token_ids that are not token ids")
+        if prompt != list(r.prompt_ids):
+            gen.meta["prompt_ids"] = prompt
+        return gen
+
     def _complete(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
         return self._parse_choices(self._request(self._completion_body(prompts, params)), len(prompts))
 
@@ -227,9 +288,9 @@ class OpenAICompatPolicy(Policy):
             raise PolicyServerError(f"model server {self.base_url} returned an invalid completion "
                                     f"({type(e).__name__}: {e}); body starts {response.text[:120]!r}") from e
 
-    def _request(self, body: dict[str, Any]) -> httpx.Response:
+    def _request(self, body: dict[str, Any], route: str = "/v1/completions") -> httpx.Response:
         try:
-            return self._post(body)
+            return self._post(body) if route == "/v1/completions" else self._post(body, route)  # (body): as before
         except httpx.HTTPError as e:
             raise self._transport_error(e) from e
 
@@ -326,3 +387,17 @@ def _topk_entropy(top: dict[str, float] | None) -> float:
     probs = [math.exp(v) for v in top.values()]
     z = sum(probs)
     return -sum(p / z * math.log(p / z) for p in probs if p > 0)
+
+
+def load_processor(name_or_path: str) -> Any:
+    """The transformers processor of a served vision-language model (``tiny-vlm``: the tests' tiny one)."""
+    if name_or_path == "tiny-vlm":
+        from agentgym.policies.hf_vision import tiny_vlm_processor
+
+        return tiny_vlm_processor()
+    from transformers import AutoProcessor
+
+    from agentgym.policies.models import resolve
+
+    where, kwargs = resolve(name_or_path)
+    return AutoProcessor.from_pretrained(where, **kwargs)

@@ -38,6 +38,8 @@ class ScriptedPolicy(Policy):
     """`action_fn(context_text) -> action_text`; `entropy_fn(context_text, action_text)` sets the reported
     per-token entropies (a float for all tokens, or a list), default 0."""
 
+    image_input = "text"  # a script reads the context as text: screenshots appear as their text lines
+
     def __init__(self, action_fn: ActionFn, tokenizer: Any = None, entropy_fn: EntropyFn | None = None,
                  append_eos: bool = True):
         if tokenizer is None:

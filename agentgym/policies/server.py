@@ -39,6 +39,7 @@ from agentgym.policies.base import Generation, GenerationRequest, Policy, Sampli
 from agentgym.policies.generation_gate import GenerationGate
 from agentgym.policies.server_api import Answers, ChatRequest, CompletionRequest, usage
 from agentgym.policies.server_errors import OpenAIError, error_json, install_error_handlers, model_limits, prompt_ids
+from agentgym.images import ImageError, image_bytes, sniff_mime
 
 TOKEN_ENV_VAR = "AGENTGYM_SERVE_TOKEN"
 
@@ -71,7 +72,7 @@ def create_app(policy: Policy, model_name: str = "default", *, token: str | None
                                             "logprobs_mode": "processed"}]}
 
     async def sample(prompts: list[list[int]], req: Any, max_tokens: int, top: int, request: Any,
-                     scores_at: float | None = None) -> tuple[Any, list[Generation]]:
+                     scores_at: float | None = None, images: list[Any] = ()) -> tuple[Any, list[Generation]]:
         """`req.n` samples per prompt (choice index = prompt * n + sample, as vLLM orders them), under the
         gate; `req.seed` seeds torch right before generating, so a request with a seed is reproducible."""
         params = SamplingParams(max_new_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p,
@@ -85,7 +86,7 @@ def create_app(policy: Policy, model_name: str = "default", *, token: str | None
                 import torch
 
                 torch.manual_seed(req.seed)
-            requests = [GenerationRequest(ids, params) for ids in prompts for _ in range(req.n)]
+            requests = [GenerationRequest(ids, params, images=list(images)) for ids in prompts for _ in range(req.n)]
             gens = policy.generate(requests, cancel=cancel) if policy.supports_cancel else policy.generate(requests)  # type: ignore[call-arg]
             return scores, gens
 
@@ -113,16 +114,21 @@ def create_app(policy: Policy, model_name: str = "default", *, token: str | None
 
     @app.post("/v1/chat/completions")
     async def chat_completions(req: ChatRequest, request: Request) -> Any:
+        messages, images = chat_inputs(req.messages, policy.image_input == "vision", model_name)
         try:
-            ids = ChatRenderer(policy.tokenizer).prompt_ids([m.model_dump(exclude_none=True) for m in req.messages])
+            ids = ChatRenderer.for_policy(policy).prompt_ids(messages, images)
         except Exception as e:  # a template that rejects the conversation (roles out of order, ...)
             raise OpenAIError(400, f"messages: the chat template rejected them: {e}", param="messages") from None
         room = context - len(ids) if context else None
         max_tokens = req.new_tokens(room)
         prompts = prompt_ids([ids], policy.tokenizer, vocab_size, context, max_tokens)
-        _, gens = await sample(prompts, req, max_tokens, req.top_logprobs or 0, request)
+        _, gens = await sample(prompts, req, max_tokens, req.top_logprobs or 0, request, images=images)
         answers = Answers(policy.tokenizer, req, chat=True)
         choices = [answers.choice(i, g, req.top_logprobs, req.logprobs) for i, g in enumerate(gens)]
+        if req.return_token_ids and not req.stream:  # vLLM's fields: what the model was fed and sampled
+            for choice, g in zip(choices, gens):
+                choice["token_ids"] = list(g.token_ids)
+            return {**answers.whole(choices, usage(prompts, gens)), "prompt_token_ids": ids}
         return respond(answers, choices, gens, usage(prompts, gens))
 
     def score_prompts(prompts: list[list[int]], temperature: float) -> list[list[float | None]]:
@@ -154,6 +160,38 @@ def create_app(policy: Policy, model_name: str = "default", *, token: str | None
                            error_body=error_json)
 
 
+def chat_inputs(messages: list[Any], vision: bool, model_name: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The messages as the renderer takes them, and their images (base64, in order). Image parts must be
+    ``data:`` URLs (nothing is fetched) and need a vision-language model; text parts of a text model are
+    joined into a plain string."""
+    out: list[dict[str, Any]] = []
+    images: list[str] = []
+    for i, m in enumerate(messages):
+        msg = m.model_dump(exclude_none=True)
+        if isinstance(m.content, list):
+            parts: list[dict[str, Any]] = []
+            for part in m.content:
+                if part.type == "text":
+                    parts.append({"type": "text", "text": part.text})
+                    continue
+                if not vision:
+                    raise OpenAIError(400, f"messages[{i}]: model {model_name!r} takes no images (text-only)",
+                                      param="messages")
+                url = part.image_url.url
+                if not url.startswith("data:image/") or ";base64," not in url:
+                    raise OpenAIError(400, f"messages[{i}]: image_url must be a data:image/...;base64 URL "
+                                      "(this server fetches nothing)", param="messages")
+                try:
+                    sniff_mime(image_bytes(url))  # decodes and checks it is an image
+                except ImageError as e:
+                    raise OpenAIError(400, f"messages[{i}]: {str(e)[:200]}", param="messages") from None
+                images.append(url.partition(",")[2])
+                parts.append({"type": "image"})
+            msg["content"] = parts if vision else "".join(p["text"] for p in parts)
+        out.append(msg)
+    return out, images
+
+
 _NOTHING = Generation(token_ids=[], logprobs=[], entropies=[], text="", finish_reason="length")  # max_tokens=0
 
 
@@ -167,7 +205,12 @@ def serve(model: str = "embedded", host: str = "127.0.0.1", port: int = 8000, to
     from agentgym.policies.hf import HFPolicy
 
     check_bind(host, token, "agentgym serve")
-    policy = HFPolicy.from_pretrained(model)
+    if model == "tiny-vlm" or model.startswith("hf-vision:"):  # an image-text-to-text model: chat takes images
+        from agentgym.policies.hf_vision import HFVisionPolicy
+
+        policy: HFPolicy = HFVisionPolicy.from_pretrained(model.removeprefix("hf-vision:"))
+    else:
+        policy = HFPolicy.from_pretrained(model)
     guarded = create_app(policy, model_name=model, token=token, bind_host=host, allowed_hosts=allowed_hosts,
                          max_body_bytes=max_body_bytes, request_timeout_s=request_timeout_s, max_model_len=max_model_len)
     gate: GenerationGate = guarded.app.state.gate

@@ -76,16 +76,38 @@ class CompletionRequest(_Sampling):
         return self
 
 
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="A data: URL (base64); the server fetches nothing.")
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str
+    content: str | list[TextPart | ImagePart]
     name: str | None = None
 
 
 class ChatRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
+    return_token_ids: bool = False  # vLLM: also answer the prompt's token ids (`prompt_token_ids`)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=32768)
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)

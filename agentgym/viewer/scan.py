@@ -120,7 +120,7 @@ def scan_record(text: str) -> tuple[int, dict[str, Any]] | None:
         "max_turns": max((int(d) for _, _, d in nodes), default=-1) + 1, "tokens": tokens,
         "branches": len(nodes) - text.count('"branch_entropy":null', pos, tail.start()), **rewards,
         "tool_calls": len(calls), "errors": sum(1 for c in calls if c == '"'),
-        "has_memory": '"memory":"' in text, "has_images": '"images":["' in text,
+        "has_memory": '"memory":"' in text, "has_images": '"images":[{' in text or '"images":["' in text,
     }
     return int(head.group(1)), fields
 

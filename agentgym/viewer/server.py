@@ -1,8 +1,9 @@
 """The viewer's HTTP server: the standard library's threading server on a loopback address.
 
-No web framework is needed for a JSON API of six routes and a few static files, so the viewer adds no
+No web framework is needed for a JSON API of seven routes and a few static files, so the viewer adds no
 dependency. It binds to loopback only and checks the Host header, so neither other machines nor a web
-page using DNS rebinding can read trajectories; a strict Content-Security-Policy keeps model-written text
+page using DNS rebinding can read trajectories (nor the screenshots, served by hash from the run's
+``images/`` directory: ``/api/image/<sha256>``, nothing else); a strict Content-Security-Policy keeps model-written text
 from ever running as script (the pages also only insert text as text).
 """
 
@@ -22,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import ValidationError
 
 from agentgym.http_guard import LOOPBACK_NAMES, HostCheck
+from agentgym.images import IMAGES_DIR, ImageError, ImageStore, sniff_mime, valid_hash
 from agentgym.store import TrajectoryFileError
 from agentgym.viewer.index import RunIndex
 from agentgym.viewer.metrics import read_metrics
@@ -55,6 +57,7 @@ class Viewer:
     def __init__(self, path: str | Path):
         self.index = RunIndex(path)
         self.metrics = read_metrics(self.index.path)
+        self.images = ImageStore(self.index.root / IMAGES_DIR)  # screenshots, written beside the stores
         self._tokenizer: TokenizerChoice | None = None
         self._lock = threading.Lock()
         self.tree = lru_cache(maxsize=32)(self._tree)
@@ -146,6 +149,8 @@ def make_handler(viewer: Viewer, host_check: HostCheck) -> type[BaseHTTPRequestH
                     return self._json(200, viewer.trees(params))
                 if url.path == "/api/metrics":
                     return self._json(200, viewer.metrics_json())
+                if url.path.startswith("/api/image/"):
+                    return self._image(url.path.removeprefix("/api/image/"))
                 if m := _TREE.match(url.path):
                     n = int(m.group(1))
                     if n >= len(viewer.index.summaries):
@@ -164,6 +169,20 @@ def make_handler(viewer: Viewer, host_check: HostCheck) -> type[BaseHTTPRequestH
             except ValueError:  # an inf/nan from a stored tree: JSON has no such numbers, so send them as text
                 data = json.dumps(_finite(body), allow_nan=False, default=str)
             self._send(status, data.encode(), "application/json")
+
+        def _image(self, name: str) -> None:
+            # Only a 64-hex-digit hash names a file (ImageStore.find): no path can leave the images dir.
+            path = viewer.images.find(name) if valid_hash(name) else None
+            if path is None:
+                return self._json(404 if valid_hash(name) else 400,
+                                  {"error": f"no stored image {name[:80]!r}" if valid_hash(name)
+                                   else "an image is named by its sha256 (64 hex digits)"})
+            data = path.read_bytes()
+            try:
+                kind = sniff_mime(data)
+            except ImageError:
+                return self._json(422, {"error": f"stored image {name} is not an image"})
+            self._send(200, data, kind)
 
         def _file(self, path: Path) -> None:
             kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"

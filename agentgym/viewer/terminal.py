@@ -34,7 +34,7 @@ def _observation(branch: Tree, obs: Observation, label: str, limit: int | None) 
     if obs.memory:
         branch.add(Text.assemble(("memory: ", "yellow"), _clip(obs.memory, limit)))
     if obs.images:
-        branch.add(Text(f"images: {len(obs.images)} (base64; open `agentgym view` to see them)", style="magenta"))
+        branch.add(Text(f"images: {len(obs.images)} (open `agentgym view` to see them)", style="magenta"))
 
 
 def _node_label(tree: TrajectoryTree, node: Turn, is_leaf: bool) -> Text:

@@ -90,7 +90,10 @@
         el("td", { class: "error" }, c.error_type ? `${c.error_type}: ${c.error || ""}` : ""))));
   }
 
-  function imageSrc(b64) {
+  // A stored image is a reference {sha256, mime, size} served by the viewer; an inline one is base64.
+  function imageSrc(image) {
+    if (typeof image === "object" && image && /^[0-9a-f]{64}$/.test(image.sha256)) return `/api/image/${image.sha256}`;
+    const b64 = String(image);
     const kind = b64.startsWith("/9j/") ? "jpeg" : b64.startsWith("R0lGOD") ? "gif" : b64.startsWith("UklGR") ? "webp" : "png";
     return `data:image/${kind};base64,${b64}`;
   }
@@ -105,7 +108,7 @@
       obs.text ? el("pre", { class: "obs-text" }, obs.text) : el("span", { class: "muted" }, "(no text)"),
       obs.memory ? el("details", { class: "memory", open: true }, el("summary", {}, "memory / report"),
         el("pre", {}, obs.memory)) : null,
-      (obs.images || []).map((b64, i) => el("img", { class: "obs-image", alt: `observation image ${i + 1}`, src: imageSrc(b64) })),
+      (obs.images || []).map((image, i) => el("img", { class: "obs-image", alt: `observation image ${i + 1}`, src: imageSrc(image) })),
       Object.keys(extra).length ? el("pre", {}, JSON.stringify(extra, null, 1)) : null);
   };
 
