@@ -93,6 +93,7 @@ def main() -> None:
     base = None
     for name in ALGORITHMS:  # each row is printed as soon as its run is evaluated
         session.model.load_state_dict(warm)
+        session.policy.bump_version()  # weights changed in place: no keys/values of the last run's weights reused
         history = RLRun(cfgs[name], session=session, quiet=True).train()
         step_s = sum(h["time_rollout_s"] + h["time_update_s"] for h in history) / len(history)
         base = base or step_s  # GRPO runs first

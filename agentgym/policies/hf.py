@@ -124,6 +124,13 @@ class HFPolicy(Policy):
         if self.kv_cache is not None:  # keys/values of the old weights
             self.kv_cache.clear()
 
+    def _weights_stamp(self) -> tuple[int, int]:
+        """The policy version and the sum of the parameters' in-place write counters (torch bumps a tensor's
+        `_version` on every in-place write: an optimizer step, `load_state_dict`, a weight push). Cached keys and
+        values are only reused under the stamp that computed them, so weights changed without `bump_version`
+        (a user reloading a state dict) never meet stale keys/values. Summing ~300 counters costs microseconds."""
+        return self.version, sum(p._version for p in self.model.parameters())
+
     def release(self, prefix_ids: list[int]) -> None:
         if self.kv_cache is not None:
             self.kv_cache.release(prefix_ids)
@@ -136,6 +143,8 @@ class HFPolicy(Policy):
 
         load_into(self.model, dict(named_tensors))
         self.version = version
+        if self.kv_cache is not None:  # new weights, whatever the version number says (a push may repeat one)
+            self.kv_cache.clear()
 
     def generate(self, requests: list[GenerationRequest], cancel: Any = None) -> list[Generation]:
         """`cancel`: a threading.Event checked at every token; once set, `GenerationCancelled` is raised."""
@@ -176,9 +185,11 @@ class HFPolicy(Policy):
         params: SamplingParams = requests[0].params
         pad = self.tokenizer.pad_token_id
         prompts = [r.prompt_ids for r in requests]
-        if self.kv_cache is not None and self.kv_cache.version != self.version:  # weights changed (bump, resume)
-            self.kv_cache.clear()
-            self.kv_cache.version = self.version
+        if self.kv_cache is not None:
+            stamp = self._weights_stamp()
+            if self.kv_cache.version != stamp:  # weights changed: a bump, a resume, or any in-place write
+                self.kv_cache.clear()
+                self.kv_cache.version = stamp
         matches = [self.kv_cache.match(p) for p in prompts] if self.kv_cache is not None else [(0, None)] * len(prompts)
         ids, mask, cache, width = batch_inputs(prompts, matches, pad, self.model.config)
         self.prompt_tokens_encoded += sum(len(p) - n for p, (n, _) in zip(prompts, matches))

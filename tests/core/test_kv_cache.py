@@ -142,3 +142,32 @@ def test_models_whose_layers_drop_their_past_reencode(tokenizer, caplog):
     assert policy.kv_cache is None and "KV reuse across turns is off" in caplog.text
     (tree,) = rollout(policy, [0], turns=2, temperature=0.0, group_size=1)
     assert len(tree.nodes) == 2
+
+
+@pytest.mark.parametrize("change", ["load_state_dict", "load_weights_same_version"])
+def test_weights_changed_in_place_never_meet_stale_keys_values(tiny_model, tokenizer, change):
+    """A user reloading a state dict (no bump_version) or a weight push repeating a version number: the next
+    generation re-encodes under the new weights and equals a cache-less policy's."""
+    import copy
+
+    from agentgym.policies.base import GenerationRequest, SamplingParams
+
+    model = copy.deepcopy(tiny_model)
+    policy = HFPolicy(model, tokenizer)
+    prompt = tokenizer.encode("Count the apples. " * 12)
+    params = SamplingParams(max_new_tokens=6, temperature=0.0)
+    first = policy.generate([GenerationRequest(prompt, params)])[0]
+    assert policy.kv_cache.entries  # the prompt and its continuation are cached
+    with torch.no_grad():
+        new = {k: v + 0.05 * torch.randn_like(v) for k, v in model.named_parameters()}
+    if change == "load_state_dict":
+        model.load_state_dict(new, strict=False)
+    else:
+        policy.load_weights(new.items(), version=policy.version)
+    longer = prompt + list(first.token_ids) + tokenizer.encode(" More apples.")
+    reused = policy.kv_cache.reused_tokens
+    got = policy.generate([GenerationRequest(longer, params)])[0]
+    assert policy.kv_cache.reused_tokens == reused  # nothing computed under the old weights was reused
+    want = HFPolicy(model, tokenizer, kv_cache_mb=0).generate([GenerationRequest(longer, params)])[0]
+    assert got.token_ids == want.token_ids
+    assert max(abs(a - b) for a, b in zip(got.logprobs, want.logprobs)) < 1e-5
