@@ -86,7 +86,7 @@ def main() -> None:
     print(f"\nsetup: {ENV}; SFT on easy tasks, RL + held-out eval on mixed tasks ({eval_tasks} test tasks, greedy); "
           f"{steps} RL steps x {tasks} tasks x M={m} trajectories (ARPO: N={m // 2} + branches); same seeds")
     head = f"{'algorithm':<10} {'acc SFT':>8} {'acc RL':>8} {'gain':>7} {'calls/correct':>14} {'first call':>11} " \
-           f"{'used tool':>10} {'train reward':>13} {'step s':>8} {'vs GRPO':>8}"
+           f"{'used tool':>10} {'train reward':>13} {'H':>6} {'grad norm':>10} {'step s':>8} {'vs GRPO':>8}"
     print(f"{head}\n{'-' * len(head)}")
     print(f"{'SFT only':<10} {before['accuracy']:>8.1%} {'':>8} {'':>7} {before['calls_per_correct']:>14.2f} "
           f"{before['first_call']:>11.1f} {before['called_tool']:>10.0%}", flush=True)
@@ -96,14 +96,19 @@ def main() -> None:
         session.policy.bump_version()  # weights changed in place: no keys/values of the last run's weights reused
         history = RLRun(cfgs[name], session=session, quiet=True).train()
         step_s = sum(h["time_rollout_s"] + h["time_update_s"] for h in history) / len(history)
+        mean = lambda key: sum(h[key] for h in history) / len(history)  # noqa: E731
         base = base or step_s  # GRPO runs first
         r = held_out(session, cfgs[name], f"after_{name}")
         print(f"{name:<10} {before['accuracy']:>8.1%} {r['accuracy']:>8.1%} {r['accuracy'] - before['accuracy']:>+7.1%} "
               f"{r['calls_per_correct']:>14.2f} {r['first_call']:>11.1f} {r['called_tool']:>10.0%} "
-              f"{sum(h['reward'] for h in history) / len(history):>13.3f} {step_s:>8.1f} {step_s / base:>7.2f}x",
-              flush=True)
+              f"{mean('reward'):>13.3f} {mean('entropy'):>6.3f} {mean('grad_norm'):>10.4f} {step_s:>8.1f} "
+              f"{step_s / base:>7.2f}x", flush=True)
+        if not any(h["grad_norm"] for h in history):
+            print(f"{'':<10} every group of {name} was all-correct or all-wrong: zero advantage, no update "
+                  "(the warm start leaves too little entropy)", flush=True)
     print("(first call: model tokens sampled before the first tool call ran; calls/correct: tool-call turns per "
-          "correct answer; step s: rollout + update per step)")
+          "correct answer; H: mean sampled-token entropy; grad norm: mean over steps, 0 when every group's rewards "
+          "were equal; step s: rollout + update per step)")
 
 
 if __name__ == "__main__":
