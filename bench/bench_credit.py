@@ -162,14 +162,18 @@ def fmt(x: float, spec: str = ".1%") -> str:
     return "n/a" if x != x else format(x, spec)
 
 
-def bench_web(session, root: str, b: Budget, base: dict | None) -> None:
-    cfgs = {a: run_config(root, WEB, a, b) for a in ("grpo", "igpo", "cgrpo")}
+def warm_and_evaluate(session, env_id: str, b: Budget, base: dict | None, cfg, tag: str):
+    """From the base weights: the SFT warm start on `env_id`, its weights, its held-out trees, its start time."""
     if base is not None:
         session.model.load_state_dict(base)
     t0 = time.perf_counter()
-    n = warm_start(session, WEB, b)
-    warm = copy.deepcopy(session.model.state_dict())
-    sft = held_out(session, cfgs["grpo"], "web-sft")
+    n = warm_start(session, env_id, b)
+    return n, copy.deepcopy(session.model.state_dict()), held_out(session, cfg, tag), t0
+
+
+def bench_web(session, root: str, b: Budget, base: dict | None) -> None:
+    cfgs = {a: run_config(root, WEB, a, b) for a in ("grpo", "igpo", "cgrpo")}
+    n, warm, sft, t0 = warm_and_evaluate(session, WEB, b, base, cfgs["grpo"], "web-sft")
     print(f"\n[web search] {WEB}: SFT warm start on {n} solved expert trajectories ({time.perf_counter() - t0:.0f} s); "
           f"RL {b.steps} steps x {b.tasks} questions x {b.group} rollouts (F1 reward), same seeds; "
           f"held-out: {b.eval_tasks} test questions, greedy, exact match", flush=True)
@@ -197,12 +201,7 @@ def bench_web(session, root: str, b: Budget, base: dict | None) -> None:
 
 def bench_deep(session, root: str, b: Budget, base: dict | None) -> None:
     cfgs = {a: run_config(root, DEEP, a, b) for a in ("grpo", "eapo")}
-    if base is not None:
-        session.model.load_state_dict(base)
-    t0 = time.perf_counter()
-    n = warm_start(session, DEEP, b)
-    warm = copy.deepcopy(session.model.state_dict())
-    sft = held_out(session, cfgs["grpo"], "deep-sft")
+    n, warm, sft, t0 = warm_and_evaluate(session, DEEP, b, base, cfgs["grpo"], "deep-sft")
     print(f"\n[deep research] {DEEP}: SFT warm start on {n} round samples of solved expert trajectories "
           f"({time.perf_counter() - t0:.0f} s); RL {b.steps} steps x {b.tasks} questions x {b.group} rollouts, same "
           f"seeds; held-out: {b.eval_tasks} test questions, greedy", flush=True)
