@@ -11,40 +11,11 @@ token's log-prob). Goal: engine / raw >= 0.9.
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_server() -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    agentgym = str(Path(sys.executable).with_name("agentgym"))
-    env = {k: v for k, v in os.environ.items() if k != "AGENTGYM_SERVE_TOKEN"}
-    proc = subprocess.Popen([agentgym, "serve", "tiny", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            if proc.poll() is not None:
-                raise RuntimeError("agentgym serve tiny exited at start-up") from None
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("agentgym serve tiny did not start within 180 s")
+from agentgym.launch import serving_agentgym
 
 
 async def _raw(url: str, prompts: list[list[int]], max_tokens: int, concurrency: int) -> tuple[int, float]:
@@ -74,9 +45,8 @@ def run(quick: bool) -> None:
 
     episodes, reps, tokens = (8, 3, 48) if quick else (32, 3, 48)
     concurrency = episodes
-    proc, url = _start_server()
     rows: dict[str, list[tuple[int, float]]] = {"engine": [], "raw": []}
-    try:
+    with serving_agentgym("serve", "tiny") as url:
         policy = OpenAICompatPolicy(url, tokenizer="tiny", top_logprobs=1, max_concurrency=concurrency)
         engine = RolloutEngine(policy, lambda: LongLetterE(tokens=tokens), env_id="bench/LongLetterE",
                                config=RolloutConfig(temperature=1.0, max_batch_size=concurrency), progress=False)
@@ -87,9 +57,6 @@ def run(quick: bool) -> None:
             prompts = [t.context_ids(leaf) for t in trees for leaf in t.leaves()]
             rows["raw"].append(asyncio.run(_raw(url, prompts, tokens, concurrency)))
         policy.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     rate = {k: statistics.median(n / w for n, w in v) for k, v in rows.items()}
     paired = statistics.median((ne / we) / (nr / wr) for (ne, we), (nr, wr) in zip(rows["engine"], rows["raw"]))
     print(f"agentgym serve tiny on loopback, {episodes} one-turn episodes x {reps} interleaved repetitions, "

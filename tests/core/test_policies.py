@@ -1,7 +1,6 @@
 """Policy backends: exact log-probs/entropies, stop strings, and the OpenAI-compatible client against real
 servers — a working one, one that is down, one that is too slow, one that answers garbage."""
 
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -9,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import torch
 
+from agentgym.launch import free_port, serving_in_thread
 from agentgym.policies.base import GenerationRequest, SamplingParams
 from agentgym.policies.models import ModelNotFoundError, load_model
 from agentgym.policies.openai_compat import OpenAICompatPolicy, PolicyServerError
@@ -54,28 +54,14 @@ def test_missing_model_path_is_a_clear_error():
         load_model("./missing.gguf")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def policy_server(tiny_policy):
     """A real agentgym OpenAI-compatible server (uvicorn) over the tiny model, on loopback."""
-    uvicorn = pytest.importorskip("uvicorn")
+    pytest.importorskip("uvicorn")
     from agentgym.policies.server import create_app
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(tiny_policy), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serving_in_thread(create_app(tiny_policy)) as url:
+        yield url
 
 
 def test_openai_client_is_token_exact_against_real_server(policy_server, tiny_policy, tokenizer):

@@ -4,11 +4,8 @@ for edge cases), and agentgym's own `openai:` policy against it."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,41 +13,18 @@ import pytest
 
 openai = pytest.importorskip("openai", reason="the official openai client is in the dev extra")
 
+from agentgym.launch import serving_agentgym  # noqa: E402
 from agentgym.policies.base import GenerationRequest, SamplingParams  # noqa: E402
 from agentgym.policies.openai_compat import OpenAICompatPolicy, PolicyServerError  # noqa: E402
 
 AGENTGYM = str(Path(sys.executable).with_name("agentgym"))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served():
     """`agentgym serve tiny` in its own process; yields its root URL (no /v1)."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "AGENTGYM_SERVE_TOKEN"}
-    proc = subprocess.Popen([AGENTGYM, "serve", "tiny", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            if proc.poll() is not None:
-                pytest.fail(f"agentgym serve exited: {proc.stderr.read().decode()[-500:]}")
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("agentgym serve did not start within 120 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
+    with serving_agentgym("serve", "tiny", timeout_s=120) as url:
+        yield url
 
 
 @pytest.fixture

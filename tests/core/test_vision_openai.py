@@ -6,20 +6,15 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 import pytest
 
+from agentgym.launch import serving_agentgym
 from agentgym.env import EnvLimits
 from agentgym.images import context_images
 from agentgym.policies.base import GenerationRequest, SamplingParams
-from agentgym.policies.openai_compat import OpenAICompatPolicy, PolicyServerError
+from agentgym.policies.openai_compat import OpenAICompatPolicy
 from agentgym.policies.server_api import ChatMessage
 from agentgym.policies.server_errors import OpenAIError
 from agentgym.registry import make
@@ -28,7 +23,6 @@ from agentgym.rollout import RolloutConfig, RolloutEngine
 from agentgym.trajectory import Observation
 
 PIL = pytest.importorskip("PIL.Image")
-AGENTGYM = str(Path(sys.executable).with_name("agentgym"))
 PHONE = "agentgym/AndroidScreenshots-v0"
 
 
@@ -40,29 +34,8 @@ def png(color) -> str:
 
 @pytest.fixture(scope="module")
 def served():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k != "AGENTGYM_SERVE_TOKEN"}
-    proc = subprocess.Popen([AGENTGYM, "serve", "tiny-vlm", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    try:
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                if proc.poll() is not None:
-                    pytest.fail(f"agentgym serve exited: {proc.stderr.read().decode()[-500:]}")
-                time.sleep(0.5)
-        else:
-            pytest.fail("agentgym serve tiny-vlm did not start within 180 s")
+    with serving_agentgym("serve", "tiny-vlm", timeout_s=180) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 @pytest.mark.slow(ci=True)

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 uvicorn = pytest.importorskip("uvicorn")
+from agentgym.launch import ServerStartError, free_port, serving_in_thread, wait_healthy  # noqa: E402
 from agentgym.env_server import RemoteEnv, RemoteEnvError, create_env_app  # noqa: E402
 
 HERE = Path(__file__).parent
@@ -29,27 +30,19 @@ serve_env("agentgym/TestSlowCounter-v0", port={port}, token={token!r}, announce=
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_server(port: int) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-c", SERVE.format(here=str(HERE), port=port, token=TOKEN)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    for _ in range(300):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("env server did not start")
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", timeout_s=60, proc=proc)
+    except ServerStartError:
+        proc.kill()
+        raise
+    return proc
 
 
 def test_server_killed_mid_step_is_a_typed_error_and_a_new_server_serves(tmp_path):
-    port = _free_port()
+    port = free_port()
     server = _start_server(port)
     try:
         env = RemoteEnv(f"http://127.0.0.1:{port}", token=TOKEN, timeout_s=60, capacity_wait_s=0)
@@ -89,16 +82,9 @@ def test_server_killed_mid_step_is_a_typed_error_and_a_new_server_serves(tmp_pat
 
 @pytest.fixture
 def calc_server():
-    port = _free_port()
     app = create_env_app("agentgym/Calculator-v0", max_sessions=2, token=TOKEN, body_timeout_s=1.0)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", port
-    server.should_exit = True
-    thread.join(10)
+    with serving_in_thread(app) as url:
+        yield url, int(url.rsplit(":", 1)[1])
 
 
 def test_half_open_client_does_not_block_others_and_is_timed_out(calc_server):

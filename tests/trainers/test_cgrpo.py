@@ -164,13 +164,10 @@ def test_cgrpo_trains_two_steps_on_the_web_search_env(tmp_path):
 def test_unreachable_or_slow_judge_is_typed_counted_and_leaves_the_outcome(tokenizer, tiny_policy):
     """A judge server that is down (a loopback port nobody listens on) or too slow: every judged leaf is
     kept out of the rubric reward (reward = outcome), its failure kind stored on it and counted per kind."""
-    import socket
-
+    from agentgym.launch import free_port
     from agentgym.policies.openai_compat import OpenAICompatPolicy
 
-    with socket.socket() as s:  # a free loopback port, closed again: connecting is refused
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a free loopback port, closed again: connecting is refused
     down = OpenAICompatPolicy(f"http://127.0.0.1:{port}/v1", model="judge", tokenizer=tokenizer, max_attempts=1,
                               timeout_s=5)
     cfg = load_config(algorithm={"name": "cgrpo", "judge": "llm", "judge_policy": "tiny"}).algorithm

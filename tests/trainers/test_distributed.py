@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from agentgym.launch import free_port
 from agentgym.config import ConfigError, load_config
 from agentgym.trainers.core import PolicyTrainer, pack_by_tokens
 from agentgym.trainers.distributed import check_launch, shard_samples
@@ -24,12 +24,6 @@ from dist_update_worker import batch, with_lora  # noqa: E402
 
 SETTINGS = {"policy": {"model": "tiny", "device": "cpu"},
             "trainer": {"lr": 1e-3, "micro_batch_tokens": 40, "tasks_per_step": 4}}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def launch(tmp_path: Path, settings: dict, nproc: int = 2) -> dict:

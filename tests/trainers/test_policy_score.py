@@ -3,17 +3,12 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import threading
-import time
 
 import httpx
 import pytest
 import torch
 
+from agentgym.launch import serving_agentgym, serving_in_thread
 from agentgym.policies.base import GenerationRequest, SamplingParams
 from agentgym.policies.openai_compat import OpenAICompatPolicy, PolicyServerError
 from agentgym.policies.scripted import ScriptedPolicy
@@ -82,50 +77,21 @@ def test_bad_temperature_and_unscorable_backend(tiny_policy, tokenizer):
         ScriptedPolicy(lambda text: "x", tokenizer=tokenizer).score([[1]], [[2]])
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def loopback_server(tiny_policy):
     """The agentgym server app (uvicorn, in-process) over the tiny model on loopback."""
-    uvicorn = pytest.importorskip("uvicorn")
+    pytest.importorskip("uvicorn")
     from agentgym.policies.server import create_app
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(tiny_policy), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serving_in_thread(create_app(tiny_policy)) as url:
+        yield url
 
 
 @pytest.mark.slow(ci=True)
 def test_score_through_agentgym_serve_subprocess(tiny_model, tokenizer, pairs):
     """`agentgym serve tiny` in its own process (the same seeded tiny model) scores like a local forward pass."""
     pytest.importorskip("uvicorn")
-    port = free_port()
-    cli = os.path.join(os.path.dirname(sys.executable), "agentgym")
-    proc = subprocess.Popen([cli, "serve", "tiny", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"agentgym serve exited: {proc.stderr.read().decode()[-500:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.time() < deadline, "agentgym serve did not start within 120 s"
-            time.sleep(0.3)
+    with serving_agentgym("serve", "tiny", timeout_s=120) as url:
         client = OpenAICompatPolicy(url, tokenizer=tokenizer)
         contexts, targets = pairs
         for temperature in (1.0, 0.7):
@@ -133,9 +99,6 @@ def test_score_through_agentgym_serve_subprocess(tiny_model, tokenizer, pairs):
             for c, t, r in zip(contexts, targets, remote):
                 assert r == (pytest.approx(direct_logprobs(tiny_model, c, t, temperature), abs=1e-3) if t else [])
         client.close()
-    finally:
-        proc.terminate()
-        proc.wait(20)
 
 
 def test_loopback_server_speaks_vllm_echo_and_prompt_logprobs(loopback_server, tiny_model, tokenizer):

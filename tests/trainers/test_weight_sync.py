@@ -4,12 +4,7 @@ does not without sync); bad samplers and bad weight payloads fail clearly and ch
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -17,6 +12,7 @@ import pytest
 import torch
 
 import agentgym
+from agentgym.launch import free_port, serving_agentgym, serving_in_thread
 from agentgym.config import ConfigError, load_config
 from agentgym.policies.openai_compat import OpenAICompatPolicy
 from agentgym.policies.weights import encode
@@ -26,58 +22,14 @@ from agentgym.trainers.weight_sync import named_weights
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 agentgym.register("agentgym/TestLetterE-v0", "toy_envs:LetterE")
-AGENTGYM = str(Path(sys.executable).with_name("agentgym"))
 TOKEN = "sync-test-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_up(url: str, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.time() + 300  # start-up on a loaded 2-core machine (a bound, not a timing assertion)
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            if proc is not None and proc.poll() is not None:
-                pytest.fail(f"agentgym serve exited: {proc.stderr.read().decode()[-500:]}")
-            time.sleep(0.3)
-    pytest.fail(f"server at {url} did not start within 300 s")
 
 
 @pytest.fixture(scope="module")
 def server():
     """`agentgym serve tiny --token` in its own process; yields its /v1 URL."""
-    port = free_port()
-    env = {**os.environ, "AGENTGYM_SERVE_TOKEN": TOKEN}
-    proc = subprocess.Popen([AGENTGYM, "serve", "tiny", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_up(url, proc)
+    with serving_agentgym("serve", "tiny", token=TOKEN, timeout_s=300) as url:  # 300 s: a loaded 2-core machine
         yield f"{url}/v1"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-
-
-def in_process_server(policy, token: str | None):
-    """The same server app on loopback in a thread (for models `agentgym serve` has no name for)."""
-    import uvicorn
-
-    from agentgym.policies.server import create_app
-
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(policy, "other", token=token), host="127.0.0.1", port=port,
-                                        log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    wait_up(f"http://127.0.0.1:{port}")
-    return srv, thread, f"http://127.0.0.1:{port}/v1"
 
 
 def cfg(run_dir, sampler, steps=2, **policy):
@@ -133,16 +85,15 @@ def test_wrong_token_fails_before_training(server, tmp_path, monkeypatch):
 
 def test_sampler_without_weight_endpoint_needs_opt_in(tiny_policy, tmp_path, monkeypatch):
     monkeypatch.delenv("AGENTGYM_SERVE_TOKEN", raising=False)
-    srv, thread, url = in_process_server(tiny_policy, token=None)  # no token: pushes are off
-    try:
+    from agentgym.policies.server import create_app
+
+    with serving_in_thread(create_app(tiny_policy, "other", token=None)) as root:  # no token: pushes are off
+        url = f"{root}/v1"
         with pytest.raises(ConfigError, match="cannot take weights.*policy.weight_sync=false"):
             RLRun(cfg(tmp_path / "a", f"openai:{url}"), quiet=True)
         run = RLRun(cfg(tmp_path / "b", f"openai:{url}", steps=0, weight_sync=False), quiet=True)  # opted in
         assert run.sampler is not None and run.sampler.version == 0
         run.close()
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=20)
 
 
 def test_sampler_with_another_vocabulary_is_refused(tokenizer, tmp_path, monkeypatch):
@@ -154,14 +105,13 @@ def test_sampler_with_another_vocabulary_is_refused(tokenizer, tmp_path, monkeyp
                                          num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
                                          tie_word_embeddings=True)).eval()
     monkeypatch.setenv("AGENTGYM_SERVE_TOKEN", TOKEN)
-    srv, thread, url = in_process_server(HFPolicy(other, tokenizer), token=TOKEN)
-    try:
+    from agentgym.policies.server import create_app
+
+    with serving_in_thread(create_app(HFPolicy(other, tokenizer), "other", token=TOKEN)) as root:
+        url = f"{root}/v1"
         with pytest.raises(ConfigError, match=f"vocabulary of {len(tokenizer) + 64} tokens, the trained model"):
             RLRun(cfg(tmp_path, f"openai:{url}"), quiet=True)
         assert not (tmp_path / "metrics.jsonl").exists()
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=20)
 
 
 def test_bad_weight_payloads_get_400_and_the_old_weights_keep_serving(server, tokenizer):

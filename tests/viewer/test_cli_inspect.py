@@ -115,15 +115,14 @@ def test_register_mounts_the_commands_on_another_app():
 
 
 def test_view_serves_on_the_given_port_and_imports_no_torch(run_1k):
-    import socket
     import subprocess
     import sys
     import time
     import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from agentgym.launch import free_port
+
+    port = free_port()
     code = ("import sys; from agentgym.cli_inspect import app; sys.argv = ['agentgym', 'view', sys.argv[1], '--port', "
             "sys.argv[2]]\nimport threading, os\n"
             "t = threading.Timer(90, lambda: os._exit(3)); t.daemon = True; t.start()  # never outlive the test\n"
