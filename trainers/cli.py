@@ -62,7 +62,8 @@ def train(config: Annotated[Path, typer.Argument(help="YAML config (see examples
           ray: Annotated[Optional[str], typer.Option(
               "--ray", metavar="ADDRESS", help="Run rollouts on Ray workers: 'local' starts a cluster on this "
               "machine; else a cluster address ('auto', HOST:PORT). Sets the config's ray.address.")] = None) -> None:
-    """Train a policy on an env with the algorithm the config names (algorithm.name: grpo, arpo, igpo, eapo, cgrpo, ... or a plugin's); trajectories, metrics and checkpoints go to run_dir."""
+    """Train a policy on an env with the algorithm the config names (algorithm.name: grpo, arpo, igpo, eapo,
+    cgrpo, ... or a plugin's); trajectories, metrics and checkpoints go to run_dir."""
     cfg = _load(config, overrides)
     if ray is not None:
         from agentgym.config import RayConfig
