@@ -21,6 +21,8 @@ import difflib
 import time
 from typing import Any
 
+import numpy as np
+
 from agentgym.env import EnvLimits, TextEnv
 from agentgym.envs.android.actions import ACTION_TYPES, Action, ActionError, Device, execute, parse_action
 from agentgym.envs.android.apps import make_apps
@@ -103,9 +105,12 @@ class AndroidEnv(TextEnv):
             goal = str(options.get("goal", self.goal))
             self.task = {"name": "adb", "app": None, "difficulty": None, "goal": goal, "params": {}}
         else:
+            # The world's own generator is drawn first, whether or not the task is then sampled: a reset given
+            # the task it reported (replay, prefix-replay branching, dataset rows) builds the same phone.
+            world_rng = np.random.default_rng(int(self.np_random.integers(2**63)))
             self.template = self._pick_template(options)
-            state = seed_world(self.np_random)
-            self.params = self.template.prepare(self.np_random, state)
+            state = seed_world(world_rng)
+            self.params = self.template.prepare(world_rng, state)
             self.initial = copy.deepcopy(state)
             self.device = SimPhone(state, make_apps())
             goal = self.template.goal_text(self.params)
