@@ -1,7 +1,8 @@
 """`agentgym check-env`: the conformance checks every registered env must pass.
 
 Gymnasium's own `check_env`, plus what multi-turn text envs need for RL: determinism under a seed (the
-rollout engine replays action prefixes to branch), idempotent reset/close, no leaked threads, child
+rollout engine replays action prefixes to branch), the engine's stored episodes re-executing exactly (replay
+hands the task the env reported back as ``options["task"]``), idempotent reset/close, no leaked threads, child
 processes or file descriptors after close, random and scripted agents running without errors, and
 malformed actions answered with error observations instead of exceptions.
 
@@ -34,6 +35,15 @@ MALFORMED_ACTIONS: list[tuple[str, Any]] = [
     ("bad JSON tool call", '<tool_call>{"name": "python", "arguments": {bad json}</tool_call>'),
     ("unknown tool", '<tool_call>{"name": "no_such_tool", "arguments": {}}</tool_call>'),
 ]
+
+
+REPLAY_FIX = ("the engine stores the task reset reported (info['task']) and replay resets with options={'task': "
+              "it}: pose the same episode whether the task is sampled or given, e.g. draw every other random "
+              "value from the seed before (or apart from) picking the task; no wall clock, no unseeded RNG")
+
+
+def _clip(text: str, limit: int = 600) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more characters)"
 
 
 @dataclass
@@ -149,6 +159,7 @@ def check_env_id(env_id: str, seeds: tuple[int, ...] = (0, 1, 2)) -> list[CheckR
         warm_act = lambda context: "hello"  # noqa: E731 (the scripted-agent check reports the bad expert)
     engine_episodes(env_id, warm_act, seeds[:1])
     baseline = _leaks_baseline()
+    engine_trees: list = []  # the agents' episodes, re-executed by the replay check
 
     def gymnasium_check() -> str:
         from gymnasium.utils.env_checker import check_env
@@ -190,6 +201,7 @@ def check_env_id(env_id: str, seeds: tuple[int, ...] = (0, 1, 2)) -> list[CheckR
         env.close()
         space.seed(0)
         trees = engine_episodes(env_id, lambda context: space.sample(), seeds)
+        engine_trees.extend(trees)
         if failures := _engine_failures(trees):
             raise CheckFailed(f"random actions crashed or hung the env: {failures[0]}",
                               "any text must get an observation back; catch the error in _step and return it as "
@@ -204,6 +216,7 @@ def check_env_id(env_id: str, seeds: tuple[int, ...] = (0, 1, 2)) -> list[CheckR
         except ValueError as e:
             raise CheckFailed(str(e), "env.expert must name an importable 'module:function'") from e
         trees = engine_episodes(env_id, expert, seeds)
+        engine_trees.extend(trees)
         if failures := _engine_failures(trees):
             raise CheckFailed(f"the expert's episodes failed: {failures[0]}", "fix the env call named above")
         returns = [t.leaf_reward(leaf) for t in trees for leaf in t.leaves()]
@@ -230,6 +243,22 @@ def check_env_id(env_id: str, seeds: tuple[int, ...] = (0, 1, 2)) -> list[CheckR
             env.close()
         return f"{len(MALFORMED_ACTIONS)} malformed actions answered"
 
+    def replays() -> str:
+        from agentgym.replay import reexecute
+
+        if not engine_trees:
+            raise CheckFailed("no episode ran through the engine, so there is nothing to replay",
+                              "fix the random and scripted agent checks first")
+        nodes = 0
+        for tree in engine_trees:
+            report = reexecute(tree)
+            if report.errors:
+                raise CheckFailed(f"seed {tree.seed}: {report.errors[0]}", "make the env id makeable again")
+            if report.first is not None:
+                raise CheckFailed(f"seed {tree.seed}: {_clip(report.first.describe())}", REPLAY_FIX)
+            nodes += report.nodes_checked
+        return f"{len(engine_trees)} episodes, {nodes} steps reproduced"
+
     def no_leaks() -> str:
         extra = _leaks(baseline)
         if extra:
@@ -245,5 +274,6 @@ def check_env_id(env_id: str, seeds: tuple[int, ...] = (0, 1, 2)) -> list[CheckR
     record("scripted agent", scripted_agent, "make env.expert solve the task as the engine renders it")
     record("malformed actions -> error observations", malformed,
            "subclass agentgym.TextEnv (it answers empty, non-UTF-8 and oversized actions) or do the same")
+    record("replay --reexecute reproduces episodes", replays, REPLAY_FIX)
     record("no threads/processes/fds leaked", no_leaks, "release threads, processes and files in close()")
     return results

@@ -59,6 +59,12 @@ START_JS = """([seed, maxTime, attr]) => {
 }"""
 
 
+def _page_seed(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+        raise ValueError(f"task row's page_seed must be an integer in [0, 2**31), got {value!r}")
+    return value
+
+
 class MiniWoBEnv(TextEnv):
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
     thread_safe = True  # every Playwright call goes through the browser manager's own thread
@@ -151,8 +157,14 @@ class MiniWoBEnv(TextEnv):
         return DEFAULT_TASKS[int(self.np_random.integers(len(DEFAULT_TASKS)))]
 
     def _reset(self, options: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
-        name = self._pick_task(dict(options or {}))
+        options = dict(options or {})
+        # The page seed is drawn before the task is picked, so a reset handed back the task row it reported
+        # (replay --reexecute, prefix-replay branching) starts the same instance; a row's own page_seed wins.
         page_seed = int(self.np_random.integers(2**31))
+        row = options.get("task")
+        if isinstance(row, dict) and row.get("page_seed") is not None:
+            page_seed = _page_seed(row["page_seed"])
+        name = self._pick_task(options)
         if self._page is None or self._broken or self._generation != self.manager.generation or not self.manager.alive():
             self._fresh_page()
         url = task_url(name, self.base_url)

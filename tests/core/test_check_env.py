@@ -51,6 +51,16 @@ class NoisyDoor(Door):
 
 def never_scores(context):
     return "wait"
+
+class ColouredDoor(Door):
+    """Samples a door colour, then paints the hall from the same generator: handed back the task it
+    reported (as replay does), it skips the colour draw and paints another hall."""
+
+    def _reset(self, options):
+        super()._reset(options)
+        task = (options or {}).get("task") or {"colour": ["red", "blue", "green"][int(self.np_random.integers(3))]}
+        hall = int(self.np_random.integers(1000))
+        return f"You face a closed {task['colour']} door in hall {hall}.", {"task": task}
 '''
 
 
@@ -64,6 +74,7 @@ def door_envs(tmp_path_factory):
                          ("Zero", "never_scores")]:
         agentgym.register(f"doortest/{name}-v0", "doorgame:Door", expert=f"doorgame:{expert}")
     agentgym.register("doortest/Noisy-v0", "doorgame:NoisyDoor")
+    agentgym.register("doortest/Coloured-v0", "doorgame:ColouredDoor", expert="doorgame:reads_last_message")
     yield
     mp.undo()
 
@@ -99,3 +110,16 @@ def test_cli_shows_fix_and_warnings_with_v(door_envs):
     assert "warning (gymnasium check_env): UserWarning: the door squeaks" in result.output
     result = runner.invoke(app, ["check-env", "--all", "--namespace", "nosuchns"])
     assert result.exit_code == 2 and "no envs in namespace 'nosuchns'" in result.output
+
+
+def test_replay_check_catches_an_env_that_poses_another_episode_when_given_its_task(door_envs):
+    """The class of bug `replay --reexecute` hit on the Android env: the random stream depends on whether
+    the task was sampled or handed back."""
+    good = {r.name: r for r in check_env_id("doortest/Good-v0", seeds=(0, 1))}
+    assert good["replay --reexecute reproduces episodes"].ok
+    assert "4 episodes" in good["replay --reexecute reproduces episodes"].detail
+    results = {r.name: r for r in check_env_id("doortest/Coloured-v0", seeds=(0, 1))}
+    assert results["deterministic under seed"].ok and results["scripted agent"].ok  # the older checks miss it
+    replay = results["replay --reexecute reproduces episodes"]
+    assert not replay.ok and "reset observation" in replay.detail and "observation.text differs" in replay.detail
+    assert "options={'task'" in replay.fix
