@@ -161,7 +161,7 @@ def replay(
     from agentgym.viewer.terminal import tree_renderable, trees_table
 
     try:
-        make_env = _env_factory(file, env_kwarg)
+        make_env = _env_factory(file, env_kwarg, needs_env=reexecute_ or (rescore_ and not scorer))
     except ValueError as e:
         _fail(str(e))
     trees = _read_trees(file)
@@ -216,16 +216,37 @@ def replay(
         raise typer.Exit(1)
 
 
-def _env_factory(file: Path, overrides: list[str] | None):
-    """``env_id -> env`` made with the run's recorded kwargs (run.json beside the store), then `overrides`."""
-    from agentgym.registry import make
-    from agentgym.runs import RunInfo, parse_env_kwargs
+def _env_factory(file: Path, overrides: list[str] | None, needs_env: bool = False):
+    """``env_id -> env`` made with the run's recorded kwargs (run.json beside the store), then `overrides`.
+    When the envs will really be stepped (`needs_env`), a run.json that is unreadable, names an env that is
+    not registered here or kwargs the env rejects is a one-line error before any replay; a missing one, or
+    one for another env id than a tree's, is a warning: the env is then made with its registered defaults."""
+    from agentgym.registry import EnvImportError, EnvKwargsError, UnknownEnvError, check_env_kwargs, make
+    from agentgym.runs import RUN_FILE, RunInfo, parse_env_kwargs
 
-    info = RunInfo.find(file) if file.exists() else None
     extra = parse_env_kwargs(overrides)
+    run_file = (file if file.is_dir() else file.parent) / RUN_FILE
+    info = None
+    if not file.exists():
+        pass  # _read_trees names the missing path
+    elif needs_env and not run_file.is_file():
+        _warn(f"no {RUN_FILE} in {run_file.parent}: envs are made with their registered defaults"
+              f"{' and --env-kwarg' if extra else ' (pass --env-kwarg key=value for the kwargs the run used)'}")
+    elif needs_env:
+        info = RunInfo.read(run_file)
+        try:
+            check_env_kwargs(info.env_id, {**info.env_kwargs, **extra})
+        except (UnknownEnvError, EnvKwargsError, EnvImportError) as e:
+            raise ValueError(f"{run_file}: {e.args[0] if e.args else e}") from None
+    else:
+        info = RunInfo.find(file)
+    warned: set[str] = set()
 
     def make_env(env_id: str):
         recorded = info.env_kwargs if info is not None and info.env_id == env_id else {}
+        if needs_env and info is not None and info.env_id != env_id and env_id not in warned:
+            warned.add(env_id)
+            _warn(f"{run_file} is for env {info.env_id!r}, not {env_id!r}: {env_id!r} is made without its kwargs")
         return make(env_id, **{**recorded, **extra})
 
     return make_env

@@ -48,6 +48,18 @@ class RunInfo(BaseModel):
         return path
 
     @classmethod
+    def read(cls, path: Path) -> RunInfo:
+        """A run.json that must be there and valid: a ValueError naming the file and what is wrong."""
+        try:
+            return cls.model_validate_json(path.read_text())
+        except OSError as e:
+            raise ValueError(f"{path}: cannot read it: {e.strerror or e}") from None
+        except ValueError as e:
+            first = e.errors()[0] if hasattr(e, "errors") else {"loc": (), "msg": str(e)}
+            where = ".".join(str(p) for p in first["loc"])
+            raise ValueError(f"{path} is not a valid run.json: {where + ': ' if where else ''}{first['msg']}") from None
+
+    @classmethod
     def find(cls, store_or_dir: Path) -> RunInfo | None:
         """The run.json beside a store file (or in a run directory), if there is a readable one."""
         run_dir = store_or_dir if store_or_dir.is_dir() else store_or_dir.parent
