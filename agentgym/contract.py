@@ -90,6 +90,9 @@ class AgentEnv(Protocol):
             seed: Seeds ``self.np_random``; the same seed (and task) must give the same episode.
             options: ``{"task": row}`` to pose a given task (a dataset row, or the task stored in a
                 trajectory tree for replay); otherwise the env picks a task with ``self.np_random``.
+                ``reset(seed=s, options={"task": info["task"]})`` with the task a ``reset(seed=s)`` reported
+                must pose that same episode (replays do exactly this): draw the episode's other random
+                values the same way whether the task was sampled or given.
 
         Returns:
             ``(observation, info)``: the first message the agent reads, and `ResetInfo` keys.
