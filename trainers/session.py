@@ -83,9 +83,11 @@ def write_run_json(run_dir: Path, cfg: Config) -> None:
     import json
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    # Every kwarg the training envs are made with (env.limits too): `replay --reexecute` makes the env with them.
+    kwargs = {k: v.model_dump() if hasattr(v, "model_dump") else v for k, v in env_kwargs(cfg).items()}
     (run_dir / "run.json").write_text(json.dumps({"tokenizer": cfg.policy.model, "env_id": cfg.env.id,
-                                                  "env_kwargs": cfg.env.kwargs,  # `replay --reexecute` makes the env with them
-                                                  "algorithm": cfg.algorithm.name}, indent=2, default=str))
+                                                  "env_kwargs": kwargs, "algorithm": cfg.algorithm.name},
+                                                 indent=2, default=str))
 
 
 def mark_step(trees: list[TrajectoryTree], step: int) -> None:
