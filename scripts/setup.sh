@@ -9,6 +9,9 @@ need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver)
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
+# The Android env draws its screenshots in DejaVu Sans: without it Pillow's built-in font gives other images,
+# so stored screenshots would not replay identically on this machine.
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
