@@ -1,0 +1,126 @@
+"""Training a vision-language policy: each sample's context images go with its token ids into the forward pass.
+
+A vision policy's context holds image tokens (placeholders the model fills from the pixels), so scoring
+those ids without the pixels would give log-probs that differ from the sampler's: the importance ratio and
+the token-exact rule would break silently. Here:
+
+- `VisionInputs.attach` gives every training sample the images of its context (`agentgym.images.
+  context_images` of the sample's last turn), by reference: each distinct image is written once to the
+  run's content-addressed image store (where the trajectory store puts it anyway) and the sample holds its
+  `ImageRef` (a hash), never the bytes.
+- `VisionInputs.check` makes sure every referenced file is there before a forward pass runs, so a missing
+  one fails with its hash and the run dir rather than deep inside torch mid-update.
+- `VisionInputs.model_inputs` loads a micro-batch's images when that micro-batch is scored (and drops them
+  after) through `agentgym.policies.hf_vision.pixel_inputs`, the processor call the sampler itself uses.
+
+Packing (`agentgym.trainers.core.pack_by_tokens`) puts only samples with the same number of images in one
+micro-batch, as the sampler batches its requests: images never move between rows, and the processor never
+pads a row with empty images. The token budget counts image tokens (they are in the ids); pixels are extra.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from agentgym.config import Config, ConfigError
+from agentgym.images import ImageError, ImageRef, ImageStore, context_images, image_bytes
+from agentgym.trajectory import TrajectoryTree
+from agentgym.trainers.samples import Sample
+
+
+class VisionInputs:
+    """The pixels side of a vision-language trainer: its processor and the run's image store."""
+
+    def __init__(self, processor: Any, images: ImageStore, run_dir: str | Path | None = None):
+        self.processor, self.images = processor, images
+        self.run_dir = Path(run_dir) if run_dir is not None else images.dir.parent
+        self.image_token_id = processor.image_token_id
+
+    def attach(self, samples: list[Sample], trees: list[TrajectoryTree]) -> None:
+        """Set each sample's images to those of its context, as references into the run's image store."""
+        by_id = {t.id: t for t in trees}
+        refs: dict[int, ImageRef] = {}  # id() of a tree's image object -> its ref: each image hashed once
+        for s in samples:
+            turns = [t for t in s.turn_ids if t >= 0]
+            if not turns or s.tree_id not in by_id:
+                raise ValueError(f"sample of tree {s.tree_id} leaf {s.leaf}: no turn ids to find its context images")
+            items = context_images(by_id[s.tree_id], turns[-1])
+            s.images = [self._ref(im, refs) for im in items]
+            self._check_tokens(s)
+
+    def _ref(self, image: Any, refs: dict[int, ImageRef]) -> ImageRef:
+        if not isinstance(image, (str, bytes)):  # already stored: a reference read back from a store
+            return ImageRef.model_validate(image)
+        if id(image) not in refs:
+            refs[id(image)] = self.images.put(image_bytes(image))
+        return refs[id(image)]
+
+    def _check_tokens(self, s: Sample) -> None:
+        has_tokens = self.image_token_id in s.input_ids
+        if has_tokens != bool(s.images):
+            raise ValueError(f"sample of tree {s.tree_id} leaf {s.leaf}: {len(s.images)} context image(s) but "
+                             f"{'' if has_tokens else 'no '}image tokens in its ids: the tree was not sampled by "
+                             "this vision-language model (its processor places a token per image patch)")
+
+    def check(self, samples: list[Sample]) -> None:
+        """Every image the samples reference is in the store; else one error naming the hash and the run."""
+        seen: set[str] = set()
+        for s in samples:
+            for ref in s.images:
+                if ref.sha256 in seen:
+                    continue
+                if self.images.find(ref.sha256) is None:
+                    raise ImageError(f"image {ref.sha256} (in the context of tree {s.tree_id} leaf {s.leaf}) is "
+                                     f"missing from {self.images.dir} of run dir {self.run_dir}: the trainer needs "
+                                     "the pixels of every image token; restore the file or drop that tree")
+                seen.add(ref.sha256)
+
+    def model_inputs(self, rows: list[list[ImageRef]], model: Any) -> dict[str, Any]:
+        """The pixel inputs of one micro-batch (row i: the images of its sample i), loaded now."""
+        from agentgym.policies.hf_vision import pixel_inputs
+
+        return pixel_inputs(self.processor, model, [[self.images.read(ref) for ref in row] for row in rows])
+
+
+def check_vision_config(cfg: Config) -> None:
+    """Before a model loads: a vision model only with what can score its images; a text-only model only on an
+    env whose observations carry no images (its first observation is looked at)."""
+    from agentgym.policies.hf_vision import is_vision_model
+
+    if is_vision_model(cfg.policy.model):
+        if cfg.policy.sampler != "hf":
+            raise ConfigError(f"policy.sampler={cfg.policy.sampler}: a vision-language policy.model "
+                              f"({cfg.policy.model}) samples in process (policy.sampler=hf): the trainer scores "
+                              "image tokens with the pixels the in-process sampler saw")
+        if cfg.policy.lora is not None:
+            raise ConfigError(f"policy.lora: LoRA is not supported for a vision-language policy.model "
+                              f"({cfg.policy.model}); train the full model")
+        if importlib.util.find_spec("PIL") is None:
+            raise ConfigError(f"policy.model={cfg.policy.model} needs Pillow to read images (pip install pillow)")
+        return
+    images = first_observation_images(cfg)
+    if images:
+        raise ConfigError(f"policy.model={cfg.policy.model} is a text-only model and env {cfg.env.id} observes "
+                          f"{images} image(s) (screenshots): set policy.model to an image-text-to-text model "
+                          "(tiny-vlm or hf-vision:<name-or-path>), or make the env without screenshots in env.kwargs")
+
+
+def first_observation_images(cfg: Config) -> int:
+    """How many images the env's first observation carries (one env made, reset and closed)."""
+    from agentgym.env import observation_from
+    from agentgym.registry import make
+    from agentgym.trainers.session import env_kwargs
+
+    try:
+        env = make(cfg.env.id, **env_kwargs(cfg))
+    except Exception:  # noqa: BLE001 (the env's own errors are reported where it is made for the run)
+        return 0
+    try:
+        obs, info = env.reset(seed=cfg.seed)
+        return len(observation_from(obs, info).images)
+    except Exception:  # noqa: BLE001 (same: a failing reset is the rollout's error to report, not this probe's)
+        return 0
+    finally:
+        env.close()
