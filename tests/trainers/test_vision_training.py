@@ -1,0 +1,190 @@
+"""Training a vision-language policy (the tiny random Idefics3, built offline) on the simulated phone with
+screenshots: the trainer scores image tokens with the pixels the sampler saw, so its log-probs equal the
+stored sampling log-probs; packing keeps images with their rows; a missing image file and a text-only model
+on a screenshot env fail with one clear line; `agentgym train` runs two steps end to end."""
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from agentgym.config import ConfigError, TrainerConfig, load_config
+from agentgym.env import EnvLimits
+from agentgym.images import ImageError, ImageRef, ImageStore
+from agentgym.registry import make
+from agentgym.rollout import RolloutConfig, RolloutEngine
+from agentgym.trainers.core import PolicyTrainer, pack_by_tokens
+from agentgym.trainers.logprobs import pad_batch, token_logprobs
+from agentgym.trainers.samples import Sample, build_samples
+from agentgym.trainers.session import validate
+from agentgym.trainers.vision import VisionInputs
+
+pytest.importorskip("PIL.Image")
+PHONE = "agentgym/AndroidScreenshots-v0"
+LIMITS = {"max_turns": 2, "max_tokens_per_turn": 6, "max_tokens_per_episode": 64}
+
+
+@pytest.fixture(scope="module")
+def vlm():
+    from agentgym.policies.hf_vision import HFVisionPolicy, tiny_random_vlm
+
+    model, processor = tiny_random_vlm(seed=0)
+    return HFVisionPolicy(model, processor)
+
+
+@pytest.fixture(scope="module")
+def trees(vlm):
+    torch.manual_seed(0)
+    engine = RolloutEngine(vlm, lambda: make(PHONE, limits=EnvLimits(**LIMITS)), env_id=PHONE,
+                           config=RolloutConfig(group_size=2, temperature=1.0))
+    return engine.run([3, 11])
+
+
+def samples_of(trees, tmp_path, processor):
+    """Samples with per-node advantages that differ (so the loss is not 0), their images attached."""
+    advantages = [{leaf: {n.id: 1.0 - 0.7 * (i % 2) for n in tree.path(leaf)} for i, leaf in enumerate(tree.leaves())}
+                  for tree in trees]
+    samples = build_samples(trees, advantages)
+    vision = VisionInputs(processor, ImageStore(tmp_path / "images"), tmp_path)
+    vision.attach(samples, trees)
+    return samples, vision
+
+
+def test_trainer_logprobs_with_the_pixels_equal_the_sampling_logprobs(vlm, trees, tmp_path):
+    samples, vision = samples_of(trees, tmp_path, vlm.processor)
+    assert all(s.images and all(isinstance(r, ImageRef) for r in s.images) for s in samples)
+    first = pack_by_tokens(samples, TrainerConfig().micro_batch_tokens)[0]  # the trainer's first micro-batch
+    assert len(first) >= 2 and len({tuple(r.sha256 for r in s.images) for s in first}) >= 2  # rows' images differ
+    mb = pad_batch(first, vlm.tokenizer.pad_token_id)
+    with torch.no_grad():
+        pixels = vision.model_inputs([s.images for s in first], vlm.model)
+        logp, _ = token_logprobs(vlm.model, mb["input_ids"], mb["attention_mask"], mb["loss_mask"], 1.0,
+                                 model_inputs=pixels)
+        blind, _ = token_logprobs(vlm.model, mb["input_ids"], mb["attention_mask"], mb["loss_mask"], 1.0)
+        swapped = vision.model_inputs([s.images for s in first[1:] + first[:1]], vlm.model)  # rows' images rotated
+        moved, _ = token_logprobs(vlm.model, mb["input_ids"], mb["attention_mask"], mb["loss_mask"], 1.0,
+                                  model_inputs=swapped)
+    mask = mb["loss_mask"].bool()
+    assert mask.sum() > 10
+    assert (logp - mb["sampling_logprobs"])[mask].abs().max() <= 1e-4  # token-exact, pixels included
+    # without the pixels, or with another row's, the trainer would score other log-probs than the sampler's
+    assert (blind - mb["sampling_logprobs"])[mask].abs().max() > 1e-3
+    assert (moved - mb["sampling_logprobs"])[mask].abs().max() > 1e-3
+
+
+def test_loss_and_importance_ratio_behave_as_for_text(vlm, trees, tmp_path):
+    samples, vision = samples_of(trees, tmp_path, vlm.processor)
+
+    def update(batch):
+        trainer = PolicyTrainer(copy.deepcopy(vlm.model), vlm.tokenizer.pad_token_id, TrainerConfig(lr=0.0),
+                                vision=vision)
+        return trainer.update(batch).metrics()
+
+    stored = update(samples)
+    on_policy = [copy.copy(s) for s in samples]  # the trainer's own log-probs as the sampler's: ratio exactly 1
+    for s in on_policy:
+        mb = pad_batch([s], vlm.tokenizer.pad_token_id)
+        with torch.no_grad():
+            own, _ = token_logprobs(vlm.model, mb["input_ids"], mb["attention_mask"], mb["loss_mask"], 1.0,
+                                    model_inputs=vision.model_inputs([s.images], vlm.model))
+        s.sampling_logprobs = (own[0] * mb["loss_mask"][0]).tolist()
+    today = update(on_policy)
+    assert stored["trained_tokens"] == sum(s.trained_tokens for s in samples) and stored["loss"] != 0.0
+    assert stored["loss"] == pytest.approx(today["loss"], rel=1e-4, abs=1e-6)
+    assert stored["mismatch_abs_logp"] < 1e-4 and stored["tis_weight"] == pytest.approx(1.0, abs=1e-4)
+    assert stored["tis_capped_frac"] == 0.0
+    text_only = PolicyTrainer(copy.deepcopy(vlm.model), vlm.tokenizer.pad_token_id, TrainerConfig())
+    with pytest.raises(ValueError, match="context images but the trainer has no vision inputs"):
+        text_only.update(samples)
+
+
+def test_packing_never_mixes_image_counts_and_keeps_text_packing():
+    ref = [ImageRef(sha256=f"{i:064x}", mime="image/png", size=1) for i in range(3)]
+
+    def sample(n_tokens, images):
+        return Sample([1] * n_tokens, [1] * n_tokens, [0.0] * n_tokens, [0.0] * n_tokens, "t", 0, 0, images=images)
+
+    mixed = [sample(5, ref[:1]), sample(6, []), sample(4, ref[:2]), sample(7, ref[1:2]), sample(3, []),
+             sample(5, ref[:2])]
+    batches = pack_by_tokens(mixed, budget=100)
+    assert sorted(id(s) for mb in batches for s in mb) == sorted(id(s) for s in mixed)  # each sample once
+    assert all(len({len(s.images) for s in mb}) == 1 for mb in batches)
+    assert [s.images for s in batches[0]] == [ref[:1], ref[1:2]]  # a row keeps its own images, in order
+    text = [sample(n, []) for n in (5, 9, 2, 8, 8, 3)]
+    packed = pack_by_tokens(text, budget=20)
+    assert [s for mb in packed for s in mb] == text  # text-only: consecutive, in order, as before
+    assert all(len(mb) * max(len(s.input_ids) for s in mb) <= 20 for mb in packed)
+
+
+def test_a_missing_image_file_fails_before_any_forward_naming_hash_and_run(vlm, trees, tmp_path):
+    samples, vision = samples_of(trees, tmp_path, vlm.processor)
+    gone = samples[-1].images[-1]
+    vision.images.path(gone).unlink()
+    model = copy.deepcopy(vlm.model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = PolicyTrainer(model, vlm.tokenizer.pad_token_id, TrainerConfig(lr=1e-2), vision=vision)
+    with pytest.raises(ImageError) as err:
+        trainer.update(samples)
+    message = str(err.value)
+    assert gone.sha256 in message and str(tmp_path) in message and "\n" not in message
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # nothing was trained
+
+
+def test_a_stored_runs_image_refs_are_used_as_they_are(vlm, trees, tmp_path):
+    from agentgym.store import TrajectoryStore
+
+    store = TrajectoryStore(tmp_path / "trajectories.jsonl")
+    store.append_many(trees)
+    stored = store.read_all()
+    from_store, _ = samples_of(stored, tmp_path, vlm.processor)
+    live, _ = samples_of(trees, tmp_path / "live", vlm.processor)
+    assert [s.images for s in from_store] == [s.images for s in live]  # same hashes, same order
+
+
+def config(tmp_path, **policy):
+    return load_config(run_dir=str(tmp_path / "run"), env={"id": PHONE, "limits": LIMITS},
+                       policy={"model": "tiny-vlm", **policy}, logging={"tensorboard": False})
+
+
+def test_a_text_only_model_on_a_screenshot_env_is_a_config_error_naming_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"^policy\.model=tiny is a text-only model and env .* observes 1 image"):
+        validate(config(tmp_path, model="tiny"))
+    text_phone = load_config(run_dir=str(tmp_path / "run"), env={"id": "agentgym/Android-v0"}, policy={"model": "tiny"})
+    validate(text_phone)  # the same phone without screenshots: fine
+    validate(config(tmp_path))  # and the vision model with screenshots
+
+
+@pytest.mark.parametrize("policy, key", [({"sampler": "vllm"}, "policy.sampler"),
+                                         ({"lora": {"r": 4, "alpha": 8}}, "policy.lora")])
+def test_vision_settings_the_trainer_cannot_honour_are_config_errors(tmp_path, policy, key):
+    with pytest.raises(ConfigError, match=rf"^{key}"):
+        validate(config(tmp_path, **policy))
+
+
+@pytest.mark.slow(ci=True)  # ~30 s on 2 cores: a CLI process, two rollouts and updates
+def test_agentgym_train_runs_a_vision_policy_two_steps(tmp_path):
+    run = tmp_path / "run"
+    cfg = {"run_dir": str(run), "seed": 1, "env": {"id": PHONE, "limits": LIMITS},
+           "policy": {"model": "tiny-vlm"}, "rollout": {"group_size": 2, "temperature": 1.0},
+           "trainer": {"steps": 2, "tasks_per_step": 1, "lr": 1e-3},
+           "logging": {"tensorboard": False, "progress": False}}
+    path = tmp_path / "vlm.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "-m", "agentgym.cli", "train", str(path)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and all(r["trained_tokens"] > 0 for r in records)
+    assert records[0]["mismatch_abs_logp"] < 1e-4 and records[0]["tis_weight"] == pytest.approx(1.0, abs=1e-4)
+    assert b"iVBOR" not in (run / "trajectories.jsonl").read_bytes() and any((run / "images").iterdir())
+    saved = run / "checkpoints" / "step-000002" / "model"
+    assert (saved / "processor_config.json").is_file()  # loadable as policy.model: hf-vision:<that dir>
+    from agentgym.policies.hf_vision import load_vision
+
+    model, processor = load_vision(f"hf-vision:{saved}", device="cpu")
+    assert processor.image_token_id == model.config.image_token_id
