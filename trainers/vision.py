@@ -100,27 +100,21 @@ def check_vision_config(cfg: Config) -> None:
         if importlib.util.find_spec("PIL") is None:
             raise ConfigError(f"policy.model={cfg.policy.model} needs Pillow to read images (pip install pillow)")
         return
-    images = first_observation_images(cfg)
-    if images:
+    if env_observes_images(cfg):
         raise ConfigError(f"policy.model={cfg.policy.model} is a text-only model and env {cfg.env.id} observes "
-                          f"{images} image(s) (screenshots): set policy.model to an image-text-to-text model "
-                          "(tiny-vlm or hf-vision:<name-or-path>), or make the env without screenshots in env.kwargs")
+                          "images (screenshots): set policy.model to an image-text-to-text model (tiny-vlm or "
+                          "hf-vision:<name-or-path>), or make the env without screenshots in env.kwargs")
 
 
-def first_observation_images(cfg: Config) -> int:
-    """How many images the env's first observation carries (one env made, reset and closed)."""
-    from agentgym.env import observation_from
+def env_observes_images(cfg: Config) -> bool:
+    """The env (made with the config's kwargs, then closed; no episode is started) declares image observations
+    (`agentgym.env.TextEnv.observes_images`). An env that does not declare them is not probed: its first image
+    still stops a text-only rollout with the renderer's one-line `ImageInputError`."""
     from agentgym.registry import make
     from agentgym.trainers.session import env_kwargs
 
+    env = make(cfg.env.id, **env_kwargs(cfg))  # the kwargs were checked just before (`check_env_kwargs`)
     try:
-        env = make(cfg.env.id, **env_kwargs(cfg))
-    except Exception:  # noqa: BLE001 (the env's own errors are reported where it is made for the run)
-        return 0
-    try:
-        obs, info = env.reset(seed=cfg.seed)
-        return len(observation_from(obs, info).images)
-    except Exception:  # noqa: BLE001 (same: a failing reset is the rollout's error to report, not this probe's)
-        return 0
+        return bool(getattr(env.unwrapped, "observes_images", False))
     finally:
         env.close()

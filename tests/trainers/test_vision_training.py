@@ -151,12 +151,14 @@ def config(tmp_path, **policy):
                        policy={"model": "tiny-vlm", **policy}, logging={"tensorboard": False})
 
 
-def test_a_text_only_model_on_a_screenshot_env_is_a_config_error_naming_the_key(tmp_path):
-    with pytest.raises(ConfigError, match=r"^policy\.model=tiny is a text-only model and env .* observes 1 image"):
-        validate(config(tmp_path, model="tiny"))
-    text_phone = load_config(run_dir=str(tmp_path / "run"), env={"id": "agentgym/Android-v0"}, policy={"model": "tiny"})
-    validate(text_phone)  # the same phone without screenshots: fine
-    validate(config(tmp_path))  # and the vision model with screenshots
+@pytest.mark.parametrize("env", [{"id": PHONE}, {"id": "agentgym/Android-v0", "kwargs": {"screenshots": True}},
+                                 {"id": "agentgym/MiniWoBScreenshots-v0"}])
+def test_a_text_only_model_on_a_screenshot_env_is_a_config_error_naming_the_key(tmp_path, env):
+    cfg = load_config(run_dir=str(tmp_path / "run"), env=env, policy={"model": "tiny"})
+    with pytest.raises(ConfigError, match=r"^policy\.model=tiny is a text-only model and env .* observes images"):
+        validate(cfg)
+    validate(cfg.model_copy(update={"env": cfg.env.model_copy(update={"id": "agentgym/Android-v0", "kwargs": {}})}))
+    validate(config(tmp_path))  # the vision model on screenshots: fine
 
 
 @pytest.mark.parametrize("policy, key", [({"sampler": "vllm"}, "policy.sampler"),
