@@ -99,7 +99,8 @@ class RLRun:
         if latest is not None:
             self.start_step = self._restore(latest)
         # where rollouts run when not on the trainer's own module; weights pushed (after the restore) here
-        self.sampler = open_sampler(cfg, s.model, s.tokenizer, s.policy.version)
+        self.sampler = open_sampler(cfg, s.model, s.tokenizer, s.policy.version,
+                                    processor=getattr(s.policy, "processor", None))
         self.store = TrajectoryStore(self.run_dir / "trajectories.jsonl")
         self.ray = None  # with cfg.ray, rollouts run on Ray workers that store their own files (ray_rollout.py)
         if cfg.ray is not None:

@@ -28,10 +28,10 @@ def validate(cfg: Config) -> None:
         resolve(cfg.policy.model.removeprefix("hf-vision:"))
     elif cfg.policy.model != "tiny" and not is_vision_model(cfg.policy.model):
         resolve(cfg.policy.model)  # a model path that does not exist -> ModelNotFoundError
+    check_vision_config(cfg)  # a vision model's limits; a text-only model on an env with screenshots
     if cfg.policy.sampler == "vllm" and importlib.util.find_spec("vllm") is None:
         raise ConfigError("policy.sampler=vllm needs the vllm package (the vllm extra; see the README's Scale-out "
                           "section), which is not installed")
-    check_vision_config(cfg)  # a vision model's limits; a text-only model on an env with screenshots
 
 
 def env_kwargs(cfg: Config, split: str | None = None) -> dict[str, Any]:
@@ -64,11 +64,12 @@ def open_session(cfg: Config) -> Session:
 
     validate(cfg)
     torch.manual_seed(cfg.seed)
-    if is_vision_model(cfg.policy.model):  # an image-text-to-text model: rollouts and training see the pixels
+    processor = None  # an image-text-to-text model's: rollouts and training then see the pixels
+    if is_vision_model(cfg.policy.model):
         model, processor = load_vision(cfg.policy.model, device=cfg.policy.device or default_device())
-        policy = HFVisionPolicy(model, processor, max_batch_size=cfg.policy.max_batch_size, threads=cfg.policy.threads)
-        return Session(cfg, model, processor.tokenizer, policy)
-    model, tokenizer = load_model(cfg.policy.model, device=cfg.policy.device or default_device())
+        tokenizer = processor.tokenizer
+    else:
+        model, tokenizer = load_model(cfg.policy.model, device=cfg.policy.device or default_device())
     if cfg.policy.lora is not None:
         from peft import LoraConfig, get_peft_model
 
@@ -76,8 +77,12 @@ def open_session(cfg: Config) -> Session:
         model = get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                                  target_modules=lora.target_modules, task_type="CAUSAL_LM"))
     model.eval()
-    policy = HFPolicy(model, tokenizer, max_batch_size=cfg.policy.max_batch_size, kv_cache_mb=cfg.policy.kv_cache_mb,
-                      threads=cfg.policy.threads)
+    if processor is not None:
+        policy: HFPolicy = HFVisionPolicy(model, processor, max_batch_size=cfg.policy.max_batch_size,
+                                          threads=cfg.policy.threads)
+    else:
+        policy = HFPolicy(model, tokenizer, max_batch_size=cfg.policy.max_batch_size,
+                          kv_cache_mb=cfg.policy.kv_cache_mb, threads=cfg.policy.threads)
     return Session(cfg, model, tokenizer, policy)
 
 

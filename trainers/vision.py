@@ -94,9 +94,6 @@ def check_vision_config(cfg: Config) -> None:
             raise ConfigError(f"policy.sampler={cfg.policy.sampler}: a vision-language policy.model "
                               f"({cfg.policy.model}) samples in process (policy.sampler=hf): the trainer scores "
                               "image tokens with the pixels the in-process sampler saw")
-        if cfg.policy.lora is not None:
-            raise ConfigError(f"policy.lora: LoRA is not supported for a vision-language policy.model "
-                              f"({cfg.policy.model}); train the full model")
         if importlib.util.find_spec("PIL") is None:
             raise ConfigError(f"policy.model={cfg.policy.model} needs Pillow to read images (pip install pillow)")
         return
