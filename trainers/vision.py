@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from agentgym.config import Config, ConfigError
-from agentgym.images import ImageError, ImageRef, ImageStore, context_images, image_bytes
+from agentgym.images import IMAGES_DIR, ImageError, ImageRef, ImageStore, context_images, image_bytes, image_hashes
 from agentgym.trajectory import TrajectoryTree
 from agentgym.trainers.samples import Sample
 
@@ -33,8 +33,12 @@ from agentgym.trainers.samples import Sample
 class VisionInputs:
     """The pixels side of a vision-language trainer: its processor and the run's image store."""
 
-    def __init__(self, processor: Any, images: ImageStore, run_dir: str | Path | None = None):
+    def __init__(self, processor: Any, images: ImageStore, run_dir: str | Path | None = None,
+                 sources: list[ImageStore] = ()):
+        """`images`: where inline images are written (the run's store). `sources`: further image stores a
+        stored reference may be in (SFT data files' own); content-addressed, so any store holding the hash will do."""
         self.processor, self.images = processor, images
+        self.stores = [images, *sources]
         self.run_dir = Path(run_dir) if run_dir is not None else images.dir.parent
         self.image_token_id = processor.image_token_id
 
@@ -71,17 +75,71 @@ class VisionInputs:
             for ref in s.images:
                 if ref.sha256 in seen:
                     continue
-                if self.images.find(ref.sha256) is None:
-                    raise ImageError(f"image {ref.sha256} (in the context of tree {s.tree_id} leaf {s.leaf}) is "
-                                     f"missing from {self.images.dir} of run dir {self.run_dir}: the trainer needs "
-                                     "the pixels of every image token; restore the file or drop that tree")
+                if self._store_of(ref) is None:
+                    raise self._missing(ref, f" (in the context of tree {s.tree_id} leaf {s.leaf})")
                 seen.add(ref.sha256)
+
+    def _store_of(self, ref: ImageRef) -> ImageStore | None:
+        return next((st for st in self.stores if st.find(ref.sha256) is not None), None)
+
+    def _missing(self, ref: ImageRef, context: str = "") -> ImageError:
+        where = ", ".join(str(st.dir) for st in self.stores)
+        return ImageError(f"image {ref.sha256}{context} is missing from {where} (run dir {self.run_dir}): the "
+                          "trainer needs the pixels of every image token; restore the file or drop that tree")
+
+    def read(self, ref: ImageRef) -> bytes:
+        store = self._store_of(ref)
+        if store is None:  # removed after `check`
+            raise self._missing(ref)
+        return store.read(ref)
 
     def model_inputs(self, rows: list[list[ImageRef]], model: Any) -> dict[str, Any]:
         """The pixel inputs of one micro-batch (row i: the images of its sample i), loaded now."""
         from agentgym.policies.hf_vision import pixel_inputs
 
-        return pixel_inputs(self.processor, model, [[self.images.read(ref) for ref in row] for row in rows])
+        return pixel_inputs(self.processor, model, [[self.read(ref) for ref in row] for row in rows])
+
+    def adopt(self, samples: list[Sample], tokenizer: Any) -> int:
+        """For samples read from stores (SFT data): keep the context images the contexts hold as pixels (those
+        not rendered as text lines by the text fallback), as references; the others get none. Returns how many
+        samples carry images."""
+        refs: dict[int, ImageRef] = {}
+        pixel = pixel_samples(samples, tokenizer)
+        for s in samples:
+            s.images = [self._ref(im, refs) for im in s.images] if id(s) in pixel else []
+            if s.images:
+                self._check_tokens(s)
+        return len(pixel)
+
+
+def pixel_samples(samples: list[Sample], tokenizer: Any) -> set[int]:
+    """id() of each sample whose context images reached its sampler as pixels: not every one of them is in the
+    context as the text fallback's line (``[image i/n: mime, size, sha256 <12 hex>]``)."""
+    out = set()
+    for s in samples:
+        if s.images:
+            text = tokenizer.decode(s.input_ids)
+            if not all(f"sha256 {h[:12]}]" in text for h in image_hashes(s.images)):
+                out.add(id(s))
+    return out
+
+
+def sft_vision(samples: list[Sample], session: Any, data: list[Path], run_dir: str | Path) -> VisionInputs | None:
+    """The pixel side of SFT on `samples` (their `images` as their trees hold them): None when no context holds
+    images as pixels; a config error naming policy.model when some do and the model is text-only."""
+    processor = getattr(session.policy, "processor", None)
+    if processor is None:
+        pixel = pixel_samples(samples, session.tokenizer)
+        if pixel:
+            raise ConfigError(f"policy.model={session.cfg.policy.model} is a text-only model and the SFT data "
+                              f"(sft.data) has {len(pixel)} sample(s) whose contexts hold images as pixels (sampled "
+                              "by a vision-language policy): set policy.model to that image-text-to-text model")
+        for s in samples:
+            s.images = []  # screenshots the contexts show as text lines: the text is what is trained
+        return None
+    vision = VisionInputs(processor, ImageStore(Path(run_dir) / IMAGES_DIR), run_dir,
+                          sources=[ImageStore.beside(p) for p in data])
+    return vision if vision.adopt(samples, session.tokenizer) else None
 
 
 def check_vision_config(cfg: Config) -> None:

@@ -189,3 +189,50 @@ def test_agentgym_train_runs_a_vision_policy_two_steps(tmp_path):
 
     model, processor = load_vision(f"hf-vision:{saved}", device="cpu")
     assert processor.image_token_id == model.config.image_token_id
+
+
+# ---- SFT on stored runs ---------------------------------------------------------------------------------
+
+def stored(trees, path):
+    from agentgym.store import TrajectoryStore
+
+    for tree in trees:
+        tree.final_rewards = {leaf: 1.0 for leaf in tree.leaves()}  # every path kept (sft.min_reward)
+    TrajectoryStore(path).append_many(trees)
+    return path
+
+
+def test_sft_on_a_vision_run_feeds_the_pixels_and_refuses_a_text_only_model(vlm, trees, tmp_path):
+    from agentgym.trainers.session import open_session
+    from agentgym.trainers.sft import load_data, sft_train
+    from agentgym.trainers.vision import sft_vision
+    from agentgym.config import SFTConfig
+
+    data = stored(copy.deepcopy(trees), tmp_path / "vlm-run" / "trajectories.jsonl")
+    text_cfg = load_config(run_dir=str(tmp_path / "sft-text"), env={"id": "agentgym/Android-v0"}, policy={"model": "tiny"})
+    with pytest.raises(ConfigError, match=r"^policy\.model=tiny is a text-only model and the SFT data \(sft\.data\)"):
+        sft_vision(load_data([data], 1.0), open_session(text_cfg), [data], tmp_path / "sft-text")
+    session = open_session(config(tmp_path))  # tiny-vlm, the same weights that sampled the data
+    samples = load_data([data], 1.0)
+    vision = sft_vision(samples, session, [data], tmp_path / "run")
+    assert vision is not None and all(s.images and isinstance(s.images[0], ImageRef) for s in samples)
+    losses = sft_train(session.model, session.tokenizer.pad_token_id, samples,
+                       SFTConfig(epochs=1, lr=0.0, batch_size=len(samples)), vision=vision)
+    sampled = [lp for s in samples for lp, m in zip(s.sampling_logprobs, s.loss_mask) if m]
+    assert losses[0] == pytest.approx(-sum(sampled) / len(sampled), abs=1e-4)  # NLL of the sampled tokens, exact
+
+
+def test_sft_on_screenshots_shown_as_text_lines_needs_no_pixels(tmp_path):
+    from agentgym.policies.models import load_tokenizer
+    from agentgym.trainers.session import open_session
+    from agentgym.trainers.sft import expert_trees, load_data
+    from agentgym.trainers.vision import sft_vision
+
+    tok = load_tokenizer("tiny")
+    trees = expert_trees("agentgym.envs.android.expert:android_expert", lambda: make(PHONE), PHONE, tok, [1, 2])
+    data = stored(trees, tmp_path / "expert" / "trajectories.jsonl")
+    samples = load_data([data], 1.0)
+    assert any(s.images for s in samples)  # the screenshots are in the contexts, as the text fallback's lines
+    text_cfg = load_config(run_dir=str(tmp_path / "sft"), env={"id": "agentgym/Android-v0"}, policy={"model": "tiny"})
+    assert sft_vision(samples, open_session(text_cfg), [data], tmp_path / "sft") is None
+    assert not any(s.images for s in samples)
