@@ -103,6 +103,19 @@ def test_loss_and_importance_ratio_behave_as_for_text(vlm, trees, tmp_path):
         text_only.update(samples)
 
 
+def test_a_lora_wrapped_vision_model_trains_its_adapters_on_the_pixels(trees, tmp_path):
+    from agentgym.trainers.session import open_session
+
+    session = open_session(config(tmp_path, lora={"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}))
+    samples, vision = samples_of(trees, tmp_path, session.policy.processor)
+    before = {n: p.detach().clone() for n, p in session.model.named_parameters()}
+    trainer = PolicyTrainer(session.model, session.tokenizer.pad_token_id, TrainerConfig(lr=1e-2), vision=vision)
+    stats = trainer.update(samples).metrics()
+    assert stats["mismatch_abs_logp"] < 1e-4  # adapters start at zero: the sampler's weights, pixels included
+    moved = {n for n, p in session.model.named_parameters() if not torch.equal(before[n], p.detach())}
+    assert moved and all("lora_" in n for n in moved)
+
+
 def test_packing_never_mixes_image_counts_and_keeps_text_packing():
     ref = [ImageRef(sha256=f"{i:064x}", mime="image/png", size=1) for i in range(3)]
 
