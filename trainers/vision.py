@@ -152,6 +152,9 @@ def check_vision_config(cfg: Config) -> None:
             raise ConfigError(f"policy.sampler={cfg.policy.sampler}: a vision-language policy.model "
                               f"({cfg.policy.model}) samples in process (policy.sampler=hf): the trainer scores "
                               "image tokens with the pixels the in-process sampler saw")
+        if cfg.algorithm.name == "igpo":  # its credit scores contexts through the policy, as token ids only
+            raise ConfigError(f"algorithm.name=igpo scores each turn's context with the policy, which a "
+                              f"vision-language policy.model ({cfg.policy.model}) cannot do without its images")
         if importlib.util.find_spec("PIL") is None:
             raise ConfigError(f"policy.model={cfg.policy.model} needs Pillow to read images (pip install pillow)")
         return

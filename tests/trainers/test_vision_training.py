@@ -180,6 +180,13 @@ def test_a_vision_model_on_a_separate_sampler_is_a_config_error(tmp_path, sample
         validate(config(tmp_path, sampler=sampler))
 
 
+def test_igpo_with_a_vision_model_is_a_config_error(tmp_path):  # its credit scores contexts as ids only
+    cfg = load_config(run_dir=str(tmp_path / "run"), env={"id": PHONE}, policy={"model": "tiny-vlm"},
+                      algorithm={"name": "igpo"})
+    with pytest.raises(ConfigError, match=r"^algorithm\.name=igpo scores each turn's context"):
+        validate(cfg)
+
+
 @pytest.mark.slow(ci=True)  # ~30 s on 2 cores: a CLI process, two rollouts and updates
 def test_agentgym_train_runs_a_vision_policy_two_steps(tmp_path):
     run = tmp_path / "run"
