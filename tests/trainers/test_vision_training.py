@@ -7,7 +7,6 @@ import copy
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -229,7 +228,8 @@ def test_sft_on_a_vision_run_feeds_the_pixels_and_refuses_a_text_only_model(vlm,
     from agentgym.config import SFTConfig
 
     data = stored(copy.deepcopy(trees), tmp_path / "vlm-run" / "trajectories.jsonl")
-    text_cfg = load_config(run_dir=str(tmp_path / "sft-text"), env={"id": "agentgym/Android-v0"}, policy={"model": "tiny"})
+    text_cfg = load_config(run_dir=str(tmp_path / "sft-text"), env={"id": "agentgym/Android-v0"},
+                           policy={"model": "tiny"})
     with pytest.raises(ConfigError, match=r"^policy\.model=tiny is a text-only model and the SFT data \(sft\.data\)"):
         sft_vision(load_data([data], 1.0), open_session(text_cfg), [data], tmp_path / "sft-text")
     session = open_session(config(tmp_path))  # tiny-vlm, the same weights that sampled the data
