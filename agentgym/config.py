@@ -107,7 +107,8 @@ class LoraConfig(Section):
 
 
 class PolicyConfig(Section):
-    model: str = Field(default="embedded", description="embedded | tiny | a local path | a hub id | a .gguf file.")
+    model: str = Field(default="embedded", description="embedded | tiny | a local path | a hub id | a .gguf file | "
+                       "hf-vision:<path or hub id> or tiny-vlm (an image-text-to-text model: images as pixels).")
     backend: Literal["hf"] = Field(default="hf", description="Training and evaluation run the model in process "
                                    "(Hugging Face); `agentgym run` takes other backends on its command line.")
     device: str | None = Field(default=None, description="cpu | cuda | None (auto).")

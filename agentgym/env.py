@@ -75,6 +75,9 @@ class TextEnv(gymnasium.Env[str, str]):
     can_fork: ClassVar[bool] = False  # True: fork() may return a copy; else branching replays the prefix
     nonblocking: ClassVar[bool] = False  # True: calls are fast and never block; the engine makes them inline
     expert: str | None = None  # "module:function" of a scripted expert (context text -> action), or None
+    # True: observations carry images (screenshots). Training checks before any work that the policy takes
+    # them (a text-only model is a config error naming policy.model); an env that says nothing is not probed.
+    observes_images: bool = False
 
     def __init__(self, limits: EnvLimits | dict | None = None, render_mode: str | None = None):
         self.limits = limits if isinstance(limits, EnvLimits) else EnvLimits(**(limits or {}))

@@ -41,10 +41,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from agentgym.registry import EnvImportError, UnknownEnvError
     from agentgym.trainers.checkpoint import CheckpointError
     from agentgym.ray_workers import RayRolloutError
+    from agentgym.images import ImageError
     from agentgym.trainers.sft import DatasetError
 
     return (ConfigError, ModelNotFoundError, UnknownEnvError, EnvImportError, CheckpointError, DatasetError,
-            RayRolloutError)
+            RayRolloutError, ImageError)
 
 
 def _one_process(command: str) -> None:
@@ -146,10 +147,14 @@ def sft(config: Annotated[Path, typer.Argument(help="YAML config with an sft sec
             trees = expert_trees(cfg.sft.expert, session.env_factory(split="train"), cfg.env.id, session.tokenizer,
                                  [1_000_000 + i for i in range(cfg.sft.expert_tasks)])
             samples = samples_from_trees(trees, cfg.sft.min_reward)
+        from agentgym.trainers.vision import sft_vision
+
+        vision = sft_vision(samples, session, paths if cfg.sft.data else [], cfg.run_dir)  # before any update
         losses = sft_train(session.model, session.tokenizer.pad_token_id, samples, cfg.sft, cfg.trainer, seed=cfg.seed,
-                           log=lambda e, i, loss: console.print(f"epoch {e} batch {i} loss {loss:.4f}"))
+                           log=lambda e, i, loss: console.print(f"epoch {e} batch {i} loss {loss:.4f}"),
+                           vision=vision)
         manager = CheckpointManager(cfg.run_dir)
-        path = manager.save(0, session.model, session.tokenizer, {}, {
+        path = manager.save(0, session.model, getattr(session.policy, "processor", None) or session.tokenizer, {}, {
             "fingerprint": model_fingerprint(session.model, session.tokenizer), "kind": "sft",
             "samples": len(samples), "final_loss": losses[-1] if losses else None})
     except _user_errors() as e:

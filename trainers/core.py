@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -33,6 +33,9 @@ from agentgym.trainers.logprobs import pad_batch, token_logprobs
 from agentgym.trainers.loss_terms import rl_terms
 from agentgym.trainers.pieces import LossBatch, LossTerm
 from agentgym.trainers.samples import Sample
+
+if TYPE_CHECKING:
+    from agentgym.trainers.vision import VisionInputs
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainerConfig, total_steps: int) -> Any:
@@ -51,7 +54,16 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainerConfig, total_s
 
 
 def pack_by_tokens(samples: list[Sample], budget: int) -> list[list[Sample]]:
-    """Consecutive micro-batches whose padded size (rows x longest) stays within `budget` tokens."""
+    """Consecutive micro-batches whose padded size (rows x longest) stays within `budget` tokens. A
+    micro-batch holds samples with the same number of context images only (text samples: 0, so text-only
+    batches pack as they always did): images stay with their row, as in the sampler's batches."""
+    by_images: dict[int, list[Sample]] = {}
+    for s in samples:
+        by_images.setdefault(len(s.images), []).append(s)
+    return [mb for group in by_images.values() for mb in _pack(group, budget)]
+
+
+def _pack(samples: list[Sample], budget: int) -> list[list[Sample]]:
     batches: list[list[Sample]] = []
     current: list[Sample] = []
     width = 0
@@ -92,8 +104,10 @@ class PolicyTrainer:
 
     def __init__(self, model: torch.nn.Module, pad_id: int, cfg: TrainerConfig, temperature: float = 1.0,
                  ref_model: torch.nn.Module | None = None, total_steps: int | None = None,
-                 terms: list[LossTerm] | None = None, group: Collective = SINGLE_PROCESS):
+                 terms: list[LossTerm] | None = None, group: Collective = SINGLE_PROCESS,
+                 vision: VisionInputs | None = None):
         self.model, self.pad_id, self.cfg, self.temperature = model, pad_id, cfg, temperature
+        self.vision = vision  # a vision-language model: samples' context images become pixel inputs
         self.group = group  # the data-parallel ranks: `samples` are this rank's shard of the batch
         self.ref_model = ref_model
         if cfg.kl_coef > 0 and ref_model is None:
@@ -105,6 +119,11 @@ class PolicyTrainer:
 
     def update(self, samples: list[Sample], step: int = 0) -> UpdateStats:
         trained = [s for s in samples if s.trained_tokens]
+        if any(s.images for s in trained):
+            if self.vision is None:
+                raise ValueError("samples carry context images but the trainer has no vision inputs (a text-only "
+                                 "model cannot score image tokens)")
+            self.vision.check(trained)  # a missing image file fails here, before any forward pass
         # Normalisers are totals over every rank's shard, so the summed gradient is the full batch's.
         n_samples, total_tokens, n_trained = self.group.sum(
             [float(len(samples)), float(sum(s.trained_tokens for s in trained)), float(len(trained))])
@@ -115,8 +134,8 @@ class PolicyTrainer:
                 self.scheduler.step()
             return stats
         device = next(self.model.parameters()).device
-        micro: list[dict[str, torch.Tensor] | None] = [
-            {k: v.to(device) for k, v in pad_batch(mb, self.pad_id).items()}
+        micro: list[dict[str, Any] | None] = [
+            {**{k: v.to(device) for k, v in pad_batch(mb, self.pad_id).items()}, "images": [s.images for s in mb]}
             for mb in pack_by_tokens(trained, self.cfg.micro_batch_tokens)]
         # Sharded forwards and backwards are collectives: every rank runs as many micro-batches (None = idle).
         micro += [None] * (self.group.max(len(micro)) - len(micro))
@@ -196,12 +215,15 @@ class PolicyTrainer:
                    "tis_capped_frac": float(((ratio > self.cfg.tis_cap).float() * mask).sum())}
         return weight, metrics
 
-    def _logprobs(self, mb: dict[str, torch.Tensor], grad: bool, model: torch.nn.Module | None = None,
+    def _logprobs(self, mb: dict[str, Any], grad: bool, model: torch.nn.Module | None = None,
                   entropy_grad: bool = False):
         model = model or self.model
+        # pixels are loaded for this forward only (lazily, per micro-batch) and dropped after it
+        pixels = self.vision.model_inputs(mb["images"], model) if self.vision is not None else {}
         with torch.set_grad_enabled(grad):
             logp, ent = token_logprobs(model, mb["input_ids"], mb["attention_mask"], mb["loss_mask"],
-                                       self.temperature, with_entropy=grad, entropy_grad=entropy_grad)
+                                       self.temperature, with_entropy=grad, entropy_grad=entropy_grad,
+                                       model_inputs=pixels)
         return logp, ent
 
     def state_dict(self) -> dict[str, Any]:

@@ -7,6 +7,8 @@ through the LM head (`logits_to_keep`): prompts and tool outputs are long, actio
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from agentgym.trainers.samples import Sample
@@ -42,15 +44,17 @@ def first_trained_position(mask: torch.Tensor) -> int:
 
 def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                    loss_mask: torch.Tensor, temperature: float = 1.0, with_entropy: bool = False,
-                   entropy_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                   entropy_grad: bool = False, model_inputs: dict[str, Any] | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(log-probs, entropies) aligned with `input_ids`: entry t is log p(token t | tokens < t) under
     logits / temperature. Positions before the first trained token are 0. Entropies are detached unless
-    `entropy_grad` (an entropy regulariser differentiates them)."""
+    `entropy_grad` (an entropy regulariser differentiates them). `model_inputs`: what the model takes beside
+    the ids (a vision-language model's pixel values for the image tokens in the ids)."""
     temperature = temperature if temperature > 0 else 1.0
     start = max(first_trained_position(loss_mask), 1)
     keep = input_ids.shape[1] - start + 1  # logits at positions start-1 .. L-1 predict tokens start .. L
     out = model(input_ids=input_ids.to(_device(model)), attention_mask=attention_mask.to(_device(model)),
-                logits_to_keep=keep)
+                logits_to_keep=keep, **(model_inputs or {}))
     logits = out.logits[:, :-1].float() / temperature  # position start-1 .. L-2 -> tokens start .. L-1
     logp_all = torch.log_softmax(logits, dim=-1)
     targets = input_ids[:, start:].to(logits.device)

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from agentgym.config import Config, dump_config
+from agentgym.config import Config, ConfigError, dump_config
+from agentgym.images import ImageStore
 from agentgym.rollout import RolloutEngine
 from agentgym.store import TrajectoryStore
 from agentgym.algorithms import algorithm_spec
@@ -27,6 +28,7 @@ from agentgym.stats import rollout_metrics
 from agentgym.trainers.metrics import RunLogger
 from agentgym.trainers.session import Session, mark_step, open_session, task_seeds, write_run_json
 from agentgym.trainers.async_loop import Rollout, drop_stale, train_async
+from agentgym.trainers.vision import VisionInputs
 from agentgym.trainers.weight_sync import open_sampler, push
 
 
@@ -48,6 +50,18 @@ def load_weights(model: torch.nn.Module, folder: Path) -> None:
     if set(missing) - tied or unexpected:
         raise RuntimeError(f"checkpoint weights do not fit the model: missing {sorted(missing)[:5]}, "
                            f"unexpected {sorted(unexpected)[:5]}")
+
+
+def vision_inputs(session: Session, run_dir: Path, world_size: int) -> VisionInputs | None:
+    """The pixel side of the trainer when the policy is a vision-language model (its images are stored where
+    the run's trajectory store puts them), else None."""
+    processor = getattr(session.policy, "processor", None)
+    if processor is None:
+        return None
+    if world_size > 1:
+        raise ConfigError(f"trainer.distributed: a vision-language policy.model ({session.cfg.policy.model}) trains "
+                          "in one process (idle ranks' forwards carry no pixels for the sharded vision tower)")
+    return VisionInputs(processor, ImageStore.beside(run_dir / "trajectories.jsonl"), run_dir)
 
 
 class RLRun:
@@ -72,9 +86,11 @@ class RLRun:
             import copy
 
             ref = copy.deepcopy(s.model).eval().requires_grad_(False)
+        self.vision = vision_inputs(s, self.run_dir, self.group.world_size)  # None for a text-only model
         self.trainer = self.group.coordinate(PolicyTrainer(
             self.group.prepare_model(s.model), s.tokenizer.pad_token_id, cfg.trainer, temperature=cfg.rollout.temperature,
-            ref_model=ref, total_steps=cfg.trainer.steps, terms=self.algorithm.loss_terms, group=self.group))
+            ref_model=ref, total_steps=cfg.trainer.steps, terms=self.algorithm.loss_terms, group=self.group,
+            vision=self.vision))
         self.start_step = 0
         self.pending: Rollout | None = None  # asynchronous runs: the next step's batch, saved with checkpoints
         self.sampler = None
@@ -83,7 +99,8 @@ class RLRun:
         if latest is not None:
             self.start_step = self._restore(latest)
         # where rollouts run when not on the trainer's own module; weights pushed (after the restore) here
-        self.sampler = open_sampler(cfg, s.model, s.tokenizer, s.policy.version)
+        self.sampler = open_sampler(cfg, s.model, s.tokenizer, s.policy.version,
+                                    processor=getattr(s.policy, "processor", None))
         self.store = TrajectoryStore(self.run_dir / "trajectories.jsonl")
         self.ray = None  # with cfg.ray, rollouts run on Ray workers that store their own files (ray_rollout.py)
         if cfg.ray is not None:
@@ -115,7 +132,9 @@ class RLRun:
             state["task_sampler"] = self.algorithm.task_sampler.state_dict()
         if pending is not None:
             state["pending"] = pending.state()
-        return self.ckpt.save(step, self.session.model, self.session.tokenizer, state,
+        # a vision model's checkpoint carries its processor (tokenizer + image processor): hf-vision:<dir> loads it
+        saved_with = getattr(self.session.policy, "processor", None) or self.session.tokenizer
+        return self.ckpt.save(step, self.session.model, saved_with, state,
                               {"fingerprint": self.fingerprint, "policy_version": self.session.policy.version,
                                "algorithm": self.algorithm.name})
 
@@ -161,6 +180,8 @@ class RLRun:
         adv_stats = AdvantageStats()
         advantages = self.algorithm.advantage(trained_trees, adv_stats)
         samples = self.algorithm.build_samples(trained_trees, advantages)
+        if self.vision is not None:  # each sample's context images, as references into the run's image store
+            self.vision.attach(samples, trained_trees)
         t1 = time.perf_counter()
         stats = self.trainer.update(samples, step=step)
         t_update = time.perf_counter() - t1

@@ -8,6 +8,7 @@ is `agentgym.trajectory.path_segments`, shared with SFT, export and the viewer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from agentgym.trainers.pieces import Advantages
 from agentgym.trajectory import TrajectoryTree, path_segments
@@ -23,6 +24,9 @@ class Sample:
     leaf: int
     group: int  # index of the tree in the batch: the GRPO group
     turn_ids: list[int] = field(default_factory=list)  # node id per token (-1 outside actions); [] = unknown
+    # The images whose tokens are in `input_ids`, in order, as references into the run's image store
+    # (agentgym.images.ImageRef); set by `agentgym.trainers.vision.VisionInputs.attach` for a vision policy.
+    images: list[Any] = field(default_factory=list)
 
     @property
     def trained_tokens(self) -> int:

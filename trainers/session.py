@@ -15,15 +15,20 @@ from agentgym.trajectory import TrajectoryTree
 
 def validate(cfg: Config) -> None:
     """Cheap checks that fail with a clear message before any model is loaded."""
+    from agentgym.policies.hf_vision import is_vision_model
     from agentgym.policies.models import resolve
+    from agentgym.trainers.vision import check_vision_config
 
     spec(cfg.env.id)  # unknown env id -> UnknownEnvError naming close ids
     try:
         check_env_kwargs(cfg.env.id, env_kwargs(cfg))  # the same check as `agentgym run --env-kwarg`
     except EnvKwargsError as e:
         raise ConfigError(f"env.kwargs: {e}") from e
-    if cfg.policy.model != "tiny":
+    if cfg.policy.model.startswith("hf-vision:"):
+        resolve(cfg.policy.model.removeprefix("hf-vision:"))
+    elif cfg.policy.model != "tiny" and not is_vision_model(cfg.policy.model):
         resolve(cfg.policy.model)  # a model path that does not exist -> ModelNotFoundError
+    check_vision_config(cfg)  # a vision model's limits; a text-only model on an env with screenshots
     if cfg.policy.sampler == "vllm" and importlib.util.find_spec("vllm") is None:
         raise ConfigError("policy.sampler=vllm needs the vllm package (the vllm extra; see the README's Scale-out "
                           "section), which is not installed")
@@ -54,11 +59,17 @@ def open_session(cfg: Config) -> Session:
     import torch
 
     from agentgym.policies.hf import HFPolicy
+    from agentgym.policies.hf_vision import HFVisionPolicy, is_vision_model, load_vision
     from agentgym.policies.models import default_device, load_model
 
     validate(cfg)
     torch.manual_seed(cfg.seed)
-    model, tokenizer = load_model(cfg.policy.model, device=cfg.policy.device or default_device())
+    processor = None  # an image-text-to-text model's: rollouts and training then see the pixels
+    if is_vision_model(cfg.policy.model):
+        model, processor = load_vision(cfg.policy.model, device=cfg.policy.device or default_device())
+        tokenizer = processor.tokenizer
+    else:
+        model, tokenizer = load_model(cfg.policy.model, device=cfg.policy.device or default_device())
     if cfg.policy.lora is not None:
         from peft import LoraConfig, get_peft_model
 
@@ -66,8 +77,12 @@ def open_session(cfg: Config) -> Session:
         model = get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                                  target_modules=lora.target_modules, task_type="CAUSAL_LM"))
     model.eval()
-    policy = HFPolicy(model, tokenizer, max_batch_size=cfg.policy.max_batch_size, kv_cache_mb=cfg.policy.kv_cache_mb,
-                      threads=cfg.policy.threads)
+    if processor is not None:
+        policy: HFPolicy = HFVisionPolicy(model, processor, max_batch_size=cfg.policy.max_batch_size,
+                                          threads=cfg.policy.threads)
+    else:
+        policy = HFPolicy(model, tokenizer, max_batch_size=cfg.policy.max_batch_size,
+                          kv_cache_mb=cfg.policy.kv_cache_mb, threads=cfg.policy.threads)
     return Session(cfg, model, tokenizer, policy)
 
 

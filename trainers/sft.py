@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from agentgym.config import SFTConfig, TrainerConfig
+from agentgym.images import context_images
 from agentgym.jsonl import read_rows
 from agentgym.policies import ScriptedPolicy
 from agentgym.rollout import RolloutConfig, RolloutEngine
@@ -43,8 +44,10 @@ def samples_from_trees(trees: list[TrajectoryTree], min_reward: float) -> list[S
             if tree.leaf_reward(leaf) < min_reward:
                 continue
             for seg in path_segments(tree, leaf):
+                # the tree's context images, as the tree holds them (`agentgym.trainers.vision.sft_vision` keeps
+                # those the context holds as pixels, and refuses them for a text-only model)
                 out.append(Sample(seg.input_ids, seg.loss_mask, [float(m) for m in seg.loss_mask], seg.logprobs,
-                                  tree.id, leaf, 0))
+                                  tree.id, leaf, 0, images=context_images(tree, seg.turns[-1][0])))
     return out
 
 
@@ -92,14 +95,15 @@ def expert_trees(expert: str, env_factory: Any, env_id: str, tokenizer: Any, see
 
 
 def sft_train(model: torch.nn.Module, pad_id: int, samples: list[Sample], cfg: SFTConfig,
-              trainer: TrainerConfig | None = None, seed: int = 0, log: Any = None) -> list[float]:
-    """Token-mean negative log-likelihood of the action tokens; returns the loss of each batch."""
+              trainer: TrainerConfig | None = None, seed: int = 0, log: Any = None, vision: Any = None) -> list[float]:
+    """Token-mean negative log-likelihood of the action tokens; returns the loss of each batch. `vision`: a
+    vision-language model's `agentgym.trainers.vision.VisionInputs` (samples with images get their pixels)."""
     rng = random.Random(seed)
     batches_per_epoch = -(-len(samples) // cfg.batch_size)
     base = trainer or TrainerConfig()
     update_cfg = base.model_copy(update={"lr": cfg.lr, "schedule": "constant", "warmup_steps": 0, "kl_coef": 0.0,
                                          "epochs_per_batch": 1, "steps": cfg.epochs * batches_per_epoch})
-    loop = PolicyTrainer(model, pad_id, update_cfg, terms=[NegativeLogLikelihood()])
+    loop = PolicyTrainer(model, pad_id, update_cfg, terms=[NegativeLogLikelihood()], vision=vision)
     losses = []
     for epoch in range(cfg.epochs):
         order = samples[:]

@@ -21,8 +21,12 @@ from agentgym.trajectory import TrajectoryTree
 
 
 def model_of(scorer: Any) -> torch.nn.Module | None:
-    """The torch model behind a Hugging Face policy's bound `score` method, else None."""
-    model = getattr(getattr(scorer, "__self__", None), "model", None)
+    """The torch model behind a Hugging Face policy's bound `score` method, else None. None for a
+    vision-language policy too: a tree pass feeds ids only, and image tokens need their pixels."""
+    owner = getattr(scorer, "__self__", None)
+    model = getattr(owner, "model", None)
+    if getattr(owner, "image_input", "none") == "vision":
+        return None
     return model if isinstance(model, torch.nn.Module) else None
 
 

@@ -52,9 +52,11 @@ def _trainer_vocab(model: torch.nn.Module) -> int | None:
     return getattr(base.config, "vocab_size", None)
 
 
-def open_sampler(cfg: Config, model: torch.nn.Module, tokenizer: Any, version: int, training: bool = True) -> Any:
+def open_sampler(cfg: Config, model: torch.nn.Module, tokenizer: Any, version: int, training: bool = True,
+                 processor: Any = None) -> Any:
     """The sampler policy for `cfg` (None: roll out on the trainer's own module), its weights already
-    pushed from `model` as `version` when ``policy.weight_sync`` is on."""
+    pushed from `model` as `version` when ``policy.weight_sync`` is on. `processor`: a vision-language
+    model's (its in-process copy then takes the observations' images too)."""
     from agentgym.policies import make_policy
     from agentgym.policies.hf import HFPolicy
     from agentgym.policies.openai_compat import OpenAICompatPolicy, PolicyServerError
@@ -66,7 +68,12 @@ def open_sampler(cfg: Config, model: torch.nn.Module, tokenizer: Any, version: i
         copied = copy.deepcopy(model)  # generation of the next step overlaps the update: its own weights
         if hasattr(copied, "merge_and_unload"):
             copied = copied.merge_and_unload()
-        policy: Any = HFPolicy(copied.eval(), tokenizer, max_batch_size=cfg.policy.max_batch_size)
+        if processor is not None:
+            from agentgym.policies.hf_vision import HFVisionPolicy
+
+            policy: Any = HFVisionPolicy(copied.eval(), processor, max_batch_size=cfg.policy.max_batch_size)
+        else:
+            policy = HFPolicy(copied.eval(), tokenizer, max_batch_size=cfg.policy.max_batch_size)
     elif spec == "vllm":
         try:
             policy = make_policy(f"vllm:{cfg.policy.model}")

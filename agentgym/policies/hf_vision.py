@@ -70,19 +70,45 @@ class HFVisionPolicy(HFPolicy):
         return out  # type: ignore[return-value]
 
     def _extra_inputs(self, requests: list[GenerationRequest]) -> dict[str, Any]:
-        if not requests[0].images:
-            return {}
-        pixels = self.processor.image_processor([[load_image(im) for im in r.images] for r in requests],
-                                                return_tensors="pt")
-        dtype = next(self.model.parameters()).dtype
-        return {k: (v.to(self.device, dtype) if v.is_floating_point() else v.to(self.device))
-                for k, v in pixels.items() if k in ("pixel_values", "pixel_attention_mask", "image_grid_thw")}
+        return pixel_inputs(self.processor, self.model, [r.images for r in requests])
 
     def score(self, context_ids: list[list[int]], target_ids: list[list[int]], temperature: float = 1.0) -> list[list[float]]:
         if any(self.processor.image_token_id in c for c in context_ids):
             raise NotImplementedError("HFVisionPolicy.score: contexts with image tokens need their images; "
                                       "scoring them as text would be silently wrong")
         return super().score(context_ids, target_ids, temperature)
+
+
+# What an image-text-to-text model takes beside the token ids (Idefics3/SmolVLM: the first two; Qwen2-VL: the
+# grid of each image). Other processor outputs (sizes, row/column counts) are the processor's own bookkeeping.
+PIXEL_KEYS = ("pixel_values", "pixel_attention_mask", "image_grid_thw")
+
+
+def pixel_inputs(processor: Any, model: Any, rows: list[list[Any]]) -> dict[str, Any]:
+    """The model's pixel inputs for a batch whose row i holds the images `rows[i]` (base64, bytes or PIL, in
+    the order their tokens appear), on the model's device and dtype; {} when no row has images. The one image
+    path of both sampling (`HFVisionPolicy`) and training (`agentgym.trainers.vision`), so the trainer's
+    forward sees exactly the pixels the sampler saw."""
+    if not any(rows):
+        return {}
+    pixels = processor.image_processor([[load_image(im) for im in row] for row in rows], return_tensors="pt")
+    param = next(model.parameters())
+    return {k: (v.to(param.device, param.dtype) if v.is_floating_point() else v.to(param.device))
+            for k, v in pixels.items() if k in PIXEL_KEYS}
+
+
+def is_vision_model(name: str) -> bool:
+    """`policy.model` names an image-text-to-text model: ``tiny-vlm`` or ``hf-vision:<name-or-path>``."""
+    return name == "tiny-vlm" or name.startswith("hf-vision:")
+
+
+def load_vision(name: str, device: str | None = None) -> tuple[Any, Any]:
+    """(model, processor) of a `policy.model` value for which `is_vision_model` holds, on `device`, in eval mode."""
+    from agentgym.policies.models import default_device
+
+    model, processor = tiny_random_vlm() if name == "tiny-vlm" else load_vision_model(name.removeprefix("hf-vision:"))
+    model.to(device or default_device())
+    return model.eval(), processor
 
 
 def load_vision_model(name_or_path: str, dtype: Any = None) -> tuple[Any, Any]:

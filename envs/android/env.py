@@ -65,6 +65,7 @@ class AndroidEnv(TextEnv):
         super().__init__(limits=limits or EnvLimits(max_turns=30, max_tokens_per_turn=256), render_mode=render_mode)
         self.task_name, self.difficulty, self.backend, self.goal = task, difficulty, backend, goal
         self.screenshots, self.screenshot_scale = screenshots, screenshot_scale
+        self.observes_images = screenshots
         self.adb_options = dict(adb or {})
         self.device: Device | None = None
         self.template: Template | None = None

@@ -80,6 +80,7 @@ class MiniWoBEnv(TextEnv):
             raise ValueError(f"timeout_s must be in (0, 300] seconds, got {timeout_s!r}")
         super().__init__(limits=limits or EnvLimits(max_turns=10, max_tokens_per_turn=128), render_mode=render_mode)
         self.task_name, self.screenshots, self.timeout_s, self.base_url = task, screenshots, timeout_s, base_url
+        self.observes_images = screenshots
         self.reload = reload  # load the page afresh at every reset, not only when the task changes
         self._loaded_url: str | None = None  # the task page the current page holds
         self.manager = manager or MANAGER
