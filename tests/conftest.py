@@ -47,3 +47,21 @@ def tiny_policy(tiny_model, tokenizer):
     from agentgym.policies.hf import HFPolicy
 
     return HFPolicy(tiny_model, tokenizer)
+
+
+@pytest.fixture
+def communicate_or_dump():
+    """communicate(), but a child still running after `timeout` is aborted so that faulthandler (enabled by
+    PYTHONFAULTHANDLER=1 in its environment) prints every thread's stack into the failure message."""
+    import signal
+    import subprocess
+
+    def wait(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
+        try:
+            return proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            out, err = proc.communicate(timeout=30)
+            raise AssertionError(f"still running {timeout:.0f} s after Ctrl-C; its threads:\n{(err or out)[-6000:]}") from None
+
+    return wait
