@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ def agentgym_command(*args: str) -> list[str]:
 
 
 def wait_healthy(url: str, timeout_s: float = 180.0, proc: subprocess.Popen | None = None,
-                 stderr_tail: Any = None) -> None:
+                 stderr_tail: Callable[[], str] | None = None) -> None:
     """Poll ``{url}/health`` until it answers 200; fail early when ``proc`` has exited."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -80,16 +80,17 @@ def launched(command: Sequence[str], url: str, timeout_s: float = 180.0,
 
 
 def _stop_group(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    except ProcessLookupError:
-        pass
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, None)):
+        if proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=wait_s)
+            return
+        except ProcessLookupError:  # the group is gone already
+            return
+        except subprocess.TimeoutExpired:
+            continue  # escalate to SIGKILL
 
 
 @contextmanager
