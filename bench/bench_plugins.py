@@ -9,7 +9,14 @@ warm starts that were measured and rejected: SFT on easy tasks only (two epochs)
 at 0.04-0.30 and every group all-correct or all-wrong, so GRPO had zero advantage and no gradient at every
 step (RL gained exactly 0); one epoch of it at lr 2e-5 left every group all-wrong.
 
+RL's learning rate is 5e-6 (the trainer's default is 1e-6): at 2e-5 a single update (Adam moves every weight
+by about lr on its first step) broke the warm start, so the next step's 32 samples were all wrong for GRPO and
+OTC-GRPO alike and every later step had zero advantage; at 3e-6 and 1e-6 the next step's reward was unchanged.
+Rollouts are `deterministic` (batches formed in a fixed order), so every algorithm's first step samples the
+very same tokens and the rows differ only by what each algorithm does with them.
+
 Printed per algorithm, on the same held-out tasks (greedy): accuracy before RL (after SFT) and after,
+the held-out tasks RL fixed and broke (paired: the same tasks, before and after),
 tool calls per correct answer, the position of the first tool call (model tokens sampled before it ran),
 the mean training reward, and the step time (rollout + update) relative to GRPO. Every algorithm gets M
 trajectories per task (ARPO: M/2 from scratch + entropy branches, topped up to M).
@@ -35,9 +42,10 @@ from agentgym.trainers.tool_use import first_tool_call_position, tool_call_turns
 ENV = "agentgym/Python-v0"
 EXPERT = "agentgym.envs.python.expert:python_expert"
 ALGORITHMS = ("grpo", "arpo", "otc_grpo", "aspo")
-# sampling at T=1 after the short warm start solved 5% of training tasks (probe: one step, 8 tasks x 8); a
-# cooler policy samples more right answers, so more groups are mixed
-TEMPERATURE = 0.8
+# sampling at T=1 after the short warm start solved 5% of training tasks and at T=0.8 about 10% (probes: 8 tasks
+# x 8, greedy solves ~50%); a cooler policy samples more right answers, so more groups are mixed
+TEMPERATURE = 0.5
+LR = 5e-6  # 2e-5 collapsed the policy after one update (module docstring)
 LIMITS = {"max_turns": 3, "max_tokens_per_turn": 48, "max_tokens_per_episode": 144}
 
 
@@ -46,10 +54,10 @@ def run_config(root: str, algorithm: str, steps: int, tasks: int, m: int, eval_t
     return {"run_dir": f"{root}/{algorithm}", "seed": 7,
             "env": {"id": ENV, "kwargs": {"difficulty": "mixed"}, "limits": LIMITS},
             "policy": {"model": "embedded", "max_batch_size": 16},
-            "rollout": {"group_size": m // 2 if branching else m, "temperature": TEMPERATURE, "batch_wait_s": 0.25,
+            "rollout": {"group_size": m // 2 if branching else m, "temperature": TEMPERATURE, "deterministic": True,
                         **({"max_trajectories": m, "supplement": True} if branching else {})},
             "algorithm": {"name": algorithm},
-            "trainer": {"steps": steps, "tasks_per_step": tasks, "lr": 2e-5, "checkpoint_every": 0,
+            "trainer": {"steps": steps, "tasks_per_step": tasks, "lr": LR, "checkpoint_every": 0,
                         "micro_batch_tokens": 1024},  # bounds the logits' memory (vocabulary 49k) to ~1 GB
             "eval": {"tasks": eval_tasks, "split": "test", "temperature": 0.0},
             "logging": {"tensorboard": False, "progress": False}}
@@ -67,7 +75,7 @@ def warm_start(session, tasks: int) -> int:
     return len(samples)
 
 
-def held_out(session, cfg, tag: str) -> dict[str, float]:
+def held_out(session, cfg, tag: str) -> dict:
     trees, metrics = evaluate(session.policy, session.env_factory(split="test"), cfg, tag, progress=False)
     leaves = [(t, leaf) for t in trees for leaf in t.leaves()]
     correct = [(t, leaf) for t, leaf in leaves if t.leaf_reward(leaf) > 0]
@@ -75,14 +83,14 @@ def held_out(session, cfg, tag: str) -> dict[str, float]:
     return {"accuracy": metrics["accuracy"], "tasks": metrics["tasks"],
             "calls_per_correct": sum(tool_call_turns(t, leaf) for t, leaf in correct) / max(len(correct), 1),
             "first_call": sum(positions) / len(positions) if positions else float("nan"),
-            "called_tool": len(positions) / max(len(leaves), 1)}
+            "called_tool": len(positions) / max(len(leaves), 1), "solved": {t.seed for t, _ in correct}}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="tiny budget (minutes)")
     args = ap.parse_args()
-    steps, tasks, m, eval_tasks, sft_tasks = (2, 2, 4, 12, 16) if args.quick else (6, 4, 8, 40, 32)
+    steps, tasks, m, eval_tasks, sft_tasks = (2, 2, 4, 12, 16) if args.quick else (6, 4, 8, 60, 32)
     root = tempfile.mkdtemp(prefix="bench-plugins-")
     cfgs = {a: load_config(**run_config(root, a, steps, tasks, m, eval_tasks)) for a in ALGORITHMS}
     session = open_session(cfgs["grpo"])
@@ -94,10 +102,11 @@ def main() -> None:
     print(f"\nsetup: {ENV}; short SFT, RL (T={TEMPERATURE}) and held-out eval on mixed tasks ({eval_tasks} test tasks, greedy); "
           f"{steps} RL steps x {tasks} tasks x M={m} trajectories (ARPO: N={m // 2} + branches); same seeds")
     head = f"{'algorithm':<10} {'acc SFT':>8} {'acc RL':>8} {'gain':>7} {'calls/correct':>14} {'first call':>11} " \
-           f"{'used tool':>10} {'train reward':>13} {'H':>6} {'grad norm':>10} {'step s':>8} {'vs GRPO':>8}"
+           f"{'used tool':>10} {'fixed/broke':>12} {'train reward':>13} {'H':>6} {'grad norm':>10} {'step s':>8} {'vs GRPO':>8}"
     print(f"{head}\n{'-' * len(head)}")
     print(f"{'SFT only':<10} {before['accuracy']:>8.1%} {'':>8} {'':>7} {before['calls_per_correct']:>14.2f} "
           f"{before['first_call']:>11.1f} {before['called_tool']:>10.0%}", flush=True)
+    se = (before["accuracy"] * (1 - before["accuracy"]) / max(before["tasks"], 1)) ** 0.5
     base = None
     for name in ALGORITHMS:  # each row is printed as soon as its run is evaluated
         session.model.load_state_dict(warm)
@@ -107,14 +116,18 @@ def main() -> None:
         mean = lambda key: sum(h[key] for h in history) / len(history)  # noqa: E731
         base = base or step_s  # GRPO runs first
         r = held_out(session, cfgs[name], f"after_{name}")
+        fixed_broke = f"+{len(r['solved'] - before['solved'])}/-{len(before['solved'] - r['solved'])}"
         print(f"{name:<10} {before['accuracy']:>8.1%} {r['accuracy']:>8.1%} {r['accuracy'] - before['accuracy']:>+7.1%} "
               f"{r['calls_per_correct']:>14.2f} {r['first_call']:>11.1f} {r['called_tool']:>10.0%} "
+              f"{fixed_broke:>12} "
               f"{mean('reward'):>13.3f} {mean('entropy'):>6.3f} {mean('grad_norm'):>10.4f} {step_s:>8.1f} "
               f"{step_s / base:>7.2f}x", flush=True)
         if not any(h["grad_norm"] for h in history):
             print(f"{'':<10} every group of {name} was all-correct or all-wrong: zero advantage, no update "
                   "(the warm start leaves too little entropy, or too little skill)", flush=True)
-    print("(first call: model tokens sampled before the first tool call ran; calls/correct: tool-call turns per "
+    print(f"(accuracy after SFT: binomial standard error {se:.1%} on {before['tasks']} tasks; fixed/broke: held-out "
+          "tasks solved after RL and not before / before and not after; "
+          "first call: model tokens sampled before the first tool call ran; calls/correct: tool-call turns per "
           "correct answer; H: mean sampled-token entropy; grad norm: mean over steps, 0 when every group's rewards "
           "were equal; step s: rollout + update per step)")
 
