@@ -114,15 +114,17 @@ def load_expert(target: str) -> Callable[[str], str]:
     return load_function(target, "env.expert")
 
 
-def engine_episodes(env_id: str, act: Callable[[str], str], seeds: tuple[int, ...], tokenizer: Any = None) -> list:
+def engine_episodes(env_id: str, act: Callable[[str], str], seeds: tuple[int, ...], tokenizer: Any = None,
+                    concurrency: int | None = None) -> list:
     """Episodes of `act` (context text -> action) run by the rollout engine, one tree per seed: the same
-    rendering, token budgets, end-of-turn handling and env-call guarding as ``agentgym run``."""
+    rendering, token budgets, end-of-turn handling and env-call guarding as ``agentgym run`` (at most
+    `concurrency` episodes at once)."""
     from agentgym.policies.models import load_tokenizer
     from agentgym.policies.scripted import ScriptedPolicy
     from agentgym.rollout import RolloutConfig, RolloutEngine
 
     policy = ScriptedPolicy(act, tokenizer if tokenizer is not None else load_tokenizer("embedded"))
-    engine = RolloutEngine(policy, lambda: make(env_id), env_id=env_id, config=RolloutConfig(group_size=1))
+    engine = RolloutEngine(policy, lambda: make(env_id), env_id=env_id, config=RolloutConfig(group_size=1, max_concurrent_tasks=concurrency))
     return engine.run(list(seeds))
 
 

@@ -116,6 +116,7 @@ def run_cmd(
     env_kwarg: Annotated[Optional[list[str]], typer.Option("--env-kwarg", help="key=value passed to the env.")] = None,
     tokenizer: Annotated[Optional[str], typer.Option(help="Tokenizer of an openai: policy's served model (path or hub id; default: the embedded one).")] = None,
     images: Annotated[Optional[str], typer.Option(help="Screenshots for a text-only hf:/openai: policy: 'text' renders each as a line of text (default: refused).")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(min=1, help="Tasks in flight at once (default: all); bound it for heavy envs such as a browser's.")] = None,
 ) -> None:
     """Roll out a policy on an env, store the trajectory trees, print a summary.
 
@@ -150,7 +151,8 @@ def run_cmd(
         finished.append(tree)
 
     engine = RolloutEngine(pol, lambda: make(env_id, **kwargs), env_id=env_id,
-                           config=RolloutConfig(group_size=group_size, temperature=temperature),
+                           config=RolloutConfig(group_size=group_size, temperature=temperature,
+                                                max_concurrent_tasks=concurrency),
                            progress=True, on_tree=keep)
     try:
         trees = engine.run(seeds)

@@ -165,6 +165,9 @@ class RolloutConfig(Section):
     deterministic: bool = Field(default=False, description="Batch only when every live path waits, in a fixed "
                                 "order, so seeded runs sample the same tokens (slower with slow envs).")
     max_workers: int = Field(default=64, ge=1, description="Threads for env steps when the engine owns its loop.")
+    max_concurrent_tasks: int | None = Field(default=None, ge=1, description="Tasks (groups) in flight at once; None "
+                                             "= all. Heavy envs need a bound: 40 MiniWoB++ episodes at once open 40 "
+                                             "Chromium contexts, which on 2 cores miss the page timeout.")
 
     @model_validator(mode="after")
     def _m_at_least_n(self) -> "RolloutConfig":

@@ -24,6 +24,7 @@ the rollout are kept out of the garbage collector while it runs (`agentgym.gc_pa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
@@ -181,8 +182,12 @@ class RolloutEngine:
         start = time.perf_counter()
         try:
             with _progress(self.progress, len(specs)) as advance, gc_frozen():
+                bound = self.config.max_concurrent_tasks
+                slots = asyncio.Semaphore(bound) if bound else contextlib.nullcontext()
+
                 async def one(index: int, spec: Task) -> TrajectoryTree:
-                    tree = await self._run_group(spec, index)
+                    async with slots:  # type: ignore[attr-defined]
+                        tree = await self._run_group(spec, index)
                     advance(tree)
                     if self.on_tree:
                         self.on_tree(tree)

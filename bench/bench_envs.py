@@ -50,7 +50,12 @@ def expert_episodes(env_id: str, seeds: range) -> list[Episode]:
         target = probe.unwrapped.expert
     finally:
         probe.close()
-    trees = engine_episodes(env_id, load_expert(target), tuple(seeds))
+    # 8 episodes at a time: 40 concurrent episodes of a browser env open 40 Chromium contexts at once, which
+    # on 2 cores miss the env's 10 s page timeout (every reset failed; the engine ran no expert step)
+    trees = engine_episodes(env_id, load_expert(target), tuple(seeds), concurrency=8)
+    failed = [f for t in trees for f in t.meta.get("failed_paths", [])]
+    if failed:
+        raise RuntimeError(f"{env_id}: {len(failed)} expert episodes failed, first: {failed[0]['error']}")
     episodes = []
     for tree in trees:
         for leaf in tree.leaves():

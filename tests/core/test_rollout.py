@@ -198,3 +198,38 @@ def test_branching_shares_prefix_and_forks_env(tokenizer, forkable):
     assert branch.branch_entropy == 0.42 and branch.parent == source.parent
     assert tree.context_ids(branch.id) == tree.context_ids(source.id)  # shared prefix, stored once
     assert all(tree.leaf_reward(leaf) == 1.0 for leaf in tree.leaves())  # the forked env answered correctly
+
+
+def test_max_concurrent_tasks_bounds_the_envs_alive_at_once(tokenizer):
+    """A heavy env (a browser context each) must not be opened once per task all at once."""
+    alive, peak = [0], [0]
+
+    class Counted:
+        def __init__(self):
+            self.env = agentgym.make(CALC)
+            alive[0] += 1
+            peak[0] = max(peak[0], alive[0])
+
+        def __getattr__(self, name):
+            return getattr(self.env, name)
+
+        def close(self):
+            alive[0] -= 1
+            self.env.close()
+
+    def run(bound):
+        alive[0] = peak[0] = 0
+        engine = RolloutEngine(ScriptedPolicy(calculator_expert, tokenizer), Counted, env_id=CALC,
+                               config=RolloutConfig(group_size=2, max_concurrent_tasks=bound))
+        trees = engine.run(range(9))
+        assert [t.seed for t in trees] == list(range(9))  # results stay in task order
+        assert all(t.leaf_reward(leaf) == 1.0 for t in trees for leaf in t.leaves())
+        return peak[0]
+
+    assert run(2) <= 2 * 2  # 2 tasks x group of 2 episodes
+    assert run(None) > 4  # unbounded: more than that were open together
+
+
+def test_max_concurrent_tasks_must_be_positive():
+    with pytest.raises(ValueError, match="max_concurrent_tasks"):
+        RolloutConfig(max_concurrent_tasks=0)
