@@ -22,7 +22,7 @@ from typing import Any
 
 from agentgym.policies.base import (Generation, GenerationCancelled, GenerationRequest, Policy, SamplingParams,
                                    check_score_inputs, cut_at_stop)
-from agentgym.policies.kv_cache import PrefixKVCache, batch_inputs, harvest
+from agentgym.policies.kv_cache import PrefixKVCache, batch_inputs, generate_cache_name, harvest
 from agentgym.policies.kv_cache import supported as kv_cache_supported
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,9 @@ class HFPolicy(Policy):
         reuse = kv_cache_mb > 0 and per_token and kv_cache_supported(model.config)
         if kv_cache_mb > 0 and not reuse:
             log.warning("KV reuse across turns is off for this model: it needs full-length per-layer caches and a "
-                        "transformers release with generate(cache=...); every turn re-encodes its context")
+                        "transformers release whose generate takes a DynamicCache; every turn re-encodes its context")
         self.kv_cache = PrefixKVCache(int(kv_cache_mb * 2**20 // per_token)) if reuse else None
+        self._cache_name = generate_cache_name()  # generate's keyword for the cache: cache or past_key_values
         self.prompt_tokens_encoded = 0  # prompt tokens that went through the model (the rest came from the cache)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -204,7 +205,7 @@ class HFPolicy(Policy):
         if params.stop:
             gen_kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
         if cache is not None:
-            gen_kwargs.update(cache=cache)
+            gen_kwargs[self._cache_name] = cache
         if cancel is not None:
             gen_kwargs.update(stopping_criteria=StoppingCriteriaList([_CancelCheck(cancel)]))
         with torch.no_grad():
@@ -236,8 +237,9 @@ class HFPolicy(Policy):
                 stop_string=stop,
                 meta=meta,
             ))
-        if self.kv_cache is not None and getattr(result, "cache", None) is not None:
-            for tokens, layers in harvest(result.cache, mask, seqs.shape[1], kept):
+        returned = getattr(result, self._cache_name, None) if self.kv_cache is not None else None
+        if returned is not None:
+            for tokens, layers in harvest(returned, mask, seqs.shape[1], kept):
                 self.kv_cache.add(tokens, layers)
         return gens
 

