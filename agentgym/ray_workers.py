@@ -149,7 +149,10 @@ class RolloutFleet:
                               **({"_node_ip_address": "127.0.0.1"} if local else {}))
             except (ConnectionError, ValueError, RuntimeError) as e:
                 where = "a local cluster" if local else f"the Ray cluster at {cfg.address!r}"
-                raise RayRolloutError(f"ray.address: cannot start or reach {where}: {str(e)[:200]}") from None
+                hint = "" if local or os.environ.get("RAY_AUTH_MODE") == "token" else (
+                    "; a head started by Ray >= 2.59 requires token authentication: set RAY_AUTH_MODE=token here "
+                    "and on every node, with the head's token (~/.ray/auth_token or RAY_AUTH_TOKEN)")
+                raise RayRolloutError(f"ray.address: cannot start or reach {where}: {str(e)[:200]}{hint}") from None
         # Restarts are ours (see `_respawn`): a restarted actor would come back with stale weights.
         self._actor_cls = self.ray.remote(max_restarts=0, max_task_retries=0,
                                           num_cpus=cfg.cpus_per_worker)(RolloutWorker)
