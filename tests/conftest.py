@@ -50,6 +50,21 @@ def tiny_policy(tiny_model, tokenizer):
 
 
 @pytest.fixture
+def interruptible():
+    """A `preexec_fn` for a child the test will Ctrl-C: SIGINT back to its default action before exec, so
+    Python in the child installs its KeyboardInterrupt handler. A child inherits its parent's SIGINT
+    disposition, and a child that inherits "ignored" never sees Ctrl-C. In two full-suite runs launched in
+    the background, the aborted children's stacks showed exactly that: the viewer's main thread still in
+    select(), and `run` finishing its episodes, then waiting at exit on a hung env step. Neither happened
+    when the tests ran alone, and which earlier code left SIGINT ignored was not found (Python's
+    `signal.getsignal` in the test process stayed the default handler throughout). These tests check the
+    command's Ctrl-C handling, not the parent's."""
+    import signal
+
+    return lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
 def communicate_or_dump():
     """communicate(), but a child still running after `timeout` is aborted so that faulthandler (enabled by
     PYTHONFAULTHANDLER=1 in its environment) prints every thread's stack into the failure message."""

@@ -121,12 +121,13 @@ def test_train_with_a_bad_env_kwarg_is_a_one_line_config_error(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_sigint_stops_run_within_seconds_keeping_finished_trees(test_envs, tmp_path, communicate_or_dump):
+def test_sigint_stops_run_within_seconds_keeping_finished_trees(test_envs, tmp_path, communicate_or_dump,
+                                                                  interruptible):
     store = tmp_path / "r" / "trajectories.jsonl"
     proc = subprocess.Popen([sys.executable, "-c", CLI, "run", "test/SlowAfterFirst-v0", "--policy", EXPERT,
                              "--episodes", "4", "--out", str(tmp_path / "r")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**test_envs, "PYTHONFAULTHANDLER": "1"})
+                            env={**test_envs, "PYTHONFAULTHANDLER": "1"}, preexec_fn=interruptible)
     try:
         deadline = time.monotonic() + 120
         while not (store.is_file() and store.stat().st_size) and time.monotonic() < deadline:

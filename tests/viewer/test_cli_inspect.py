@@ -114,7 +114,7 @@ def test_register_mounts_the_commands_on_another_app():
     assert {c.name for c in main.registered_commands} == {"view", "replay", "report"}
 
 
-def test_view_serves_on_the_given_port_and_imports_no_torch(run_1k, communicate_or_dump):
+def test_view_serves_on_the_given_port_and_imports_no_torch(run_1k, communicate_or_dump, interruptible):
     import os
     import subprocess
     import sys
@@ -129,7 +129,8 @@ def test_view_serves_on_the_given_port_and_imports_no_torch(run_1k, communicate_
             "t = threading.Timer(240, lambda: os._exit(3)); t.daemon = True; t.start()  # never outlive the test\n"
             "try:\n    app()\nfinally:\n    print('torch' in sys.modules, 'matplotlib' in sys.modules, flush=True)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(run_1k), str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+                            preexec_fn=interruptible)
     try:
         deadline = time.time() + 60  # generous: CI machines are shared and slow
         while True:
