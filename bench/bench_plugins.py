@@ -125,7 +125,7 @@ def main() -> None:
         if not any(h["grad_norm"] for h in history):
             print(f"{'':<10} every group of {name} was all-correct or all-wrong: zero advantage, no update "
                   "(the warm start leaves too little entropy, or too little skill)", flush=True)
-    print(f"(accuracy after SFT: binomial standard error {se:.1%} on {before['tasks']} tasks; fixed/broke: held-out "
+    print(f"(accuracy after SFT: binomial standard error {se:.1%} on {before['tasks']:.0f} tasks; fixed/broke: held-out "
           "tasks solved after RL and not before / before and not after; "
           "first call: model tokens sampled before the first tool call ran; calls/correct: tool-call turns per "
           "correct answer; H: mean sampled-token entropy; grad norm: mean over steps, 0 when every group's rewards "
