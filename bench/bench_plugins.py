@@ -21,7 +21,7 @@ tool calls per correct answer, the position of the first tool call (model tokens
 the mean training reward, and the step time (rollout + update) relative to GRPO. Every algorithm gets M
 trajectories per task (ARPO: M/2 from scratch + entropy branches, topped up to M).
 
-Usage: python bench/bench_plugins.py [--quick]   (quick: a few minutes; full: ~30-40 min on 2 CPU cores)
+Usage: python bench/bench_plugins.py [--quick]   (quick: a few minutes; full: ~50 min alone on 2 CPU cores, 110 min shared)
 """
 
 from __future__ import annotations
