@@ -13,7 +13,7 @@ group size and step count, and is evaluated greedily on the same held-out (test 
   held-out questions (correct answers without a supporting citation chain: CaRR rubric score < 1 under
   the rule judge, i.e. some hop of the gold chain is not identified, cited from a retrieved page and
   connected to the answer); and IGPO's cost: its information-gain scoring time as a fraction of the step
-  (rollout + credit + update), batched (one forward pass per tree, tree_pass.py) vs naive (two scorer
+  (rollout + credit + update), batched (a tree's path rows in one forward pass, tree_pass.py) vs naive (two scorer
   calls per turn per trajectory, the reference code's default path), both timed on the very same trees.
 - Deep research (agentgym/DeepResearch-v0, Markovian rounds): GRPO and EAPO. Printed: held-out accuracy
   and rounds per solved question (EAPO's discount rewards solving in fewer rounds).
@@ -195,7 +195,7 @@ def bench_web(session, root: str, b: Budget, base: dict | None) -> None:
             rest = sum(h["time_rollout_s"] + h["time_update_s"] for h in history)
             cost = (batched, naive, batched / (rest + batched), naive / (rest + naive))
     batched, naive, fb, fn = cost  # type: ignore[misc]
-    print(f"IGPO scoring cost: batched (one pass per tree) {batched:.1f} s = {fb:.1%} of the step; naive (per turn) "
+    print(f"IGPO scoring cost: batched (path rows) {batched:.1f} s = {fb:.1%} of the step; naive (per turn) "
           f"{naive:.1f} s = {fn:.1%} of the step; naive/batched = {naive / max(batched, 1e-9):.1f}x", flush=True)
 
 

@@ -20,10 +20,12 @@ Choices (paper, then code, where the issue is silent):
   tokenised apart from the gold answer, whose tokens alone are averaged (the code finds the same span via
   offsets; no closing tag is scored). Scored at temperature 1: the policy's own distribution.
 - Values come from the current weights (the ones that sampled the rollout, as the code's old_log_probs).
-- Batched (default): with a Hugging Face policy, one forward pass per tree scores the gold answer after
-  every node's context, a prefix shared by ARPO-style branches computed once (tree_pass.py, the paper's
-  "T copies with a custom attention mask" over a tree); other backends get every distinct context of the
-  step in one scorer call (info_gain.py). ``batched: false`` is the reference code's per-turn path, kept
+- Batched (default): with a Hugging Face policy, the paper's "T copies with a custom attention mask", one
+  row per path (tree_pass.py): the tree's common prefix (the group's prompt, or the turns before an ARPO
+  tree's first branch) is computed once and cached, each path's row carries a gold-answer copy per turn,
+  a node shared by branches is scored once, and rows are batched. Rows, not the whole tree as one masked
+  sequence: masked attention is dense, quadratic in the packed length (bench/bench_igpo_scoring.py).
+  Other backends get every distinct context of the step in one scorer call (info_gain.py). ``batched: false`` is the reference code's per-turn path, kept
   for the benchmark. Non-finite gains are skipped (no reward on that turn).
 - The answer turn gets no gain, only the outcome; a single-turn episode is outcome-only (no scoring).
 - Outcome: the env's reward (set ``env.kwargs.reward: f1`` on WebSearch-v0 for the paper's F1); a

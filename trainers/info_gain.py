@@ -5,9 +5,9 @@ The value of a context is the gold answer's mean token log-prob when it follows 
 prefix. A node's "before" context is `context_ids(node)` (what the policy saw before its turn); its "after"
 context is the context of its children (they all share it: an ARPO branch re-samples the child's turn from
 the same context), so every value is a value of some node's context and a tree needs one per distinct
-context. `batched_values` scores a tree in ONE forward pass when the scorer is a Hugging Face policy's
-(tree_pass.py: every node's context computed once, a prefix shared by branches once, one gold-answer copy
-per node); with other backends, every distinct context of the step's trees goes in ONE scorer call (a
+context. `batched_values` scores a tree in batched rows when the scorer is a Hugging Face policy's
+(tree_pass.py: the tree's common prefix computed once, then one row per path with one gold-answer copy per
+turn, a node shared by branches scored once); with other backends, every distinct context of the step's trees goes in ONE scorer call (a
 server with prefix caching reuses the shared prefixes);
 `naive_information_gain` scores each turn of each trajectory on its own, two calls per turn, as the
 reference code's default path does. Both give the same numbers (tests/trainers/test_igpo.py).
@@ -55,13 +55,13 @@ def scored_nodes(tree: TrajectoryTree, leaves: list[int]) -> list[int]:
 def batched_values(trees: list[TrajectoryTree], leaves: list[list[int]], scorer: Scorer, tokenizer: Any,
                    answer_prefix: str, tree_pass: bool = True) -> list[dict[int, float]]:
     """Per tree: node id -> value of the context before that node's turn, for every node on the paths. With
-    a Hugging Face policy's scorer, one forward pass per tree (tree_pass.py); otherwise (or with
+    a Hugging Face policy's scorer, batched path rows per tree (tree_pass.py); otherwise (or with
     ``tree_pass=False``) all distinct contexts of all trees in one scorer call."""
     prefix = encode(tokenizer, answer_prefix)
     model = model_of(scorer) if tree_pass else None
     pairs: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}  # distinct (context, gold) -> pair index
     keys: list[dict[int, tuple]] = []
-    direct: dict[int, dict[int, float]] = {}  # tree index -> values from its one tree pass
+    direct: dict[int, dict[int, float]] = {}  # tree index -> values from its tree pass
     for i, (tree, tree_leaves) in enumerate(zip(trees, leaves)):
         gold = tuple(encode(tokenizer, gold_answer(tree.task)))
         keys.append({})

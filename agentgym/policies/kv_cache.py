@@ -48,6 +48,14 @@ def generate_cache_name() -> str | None:
     return next((name for name in ("cache", "past_key_values") if name in fields), None)
 
 
+def forward_cache_name(module: Any) -> str:
+    """The keyword under which `module.forward` takes a cache and its output returns it: ``cache`` (recent
+    transformers) or ``past_key_values`` (older ones; the newer name warns of its removal)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
+
+
 def supported(config: Any) -> bool:
     """Whether reuse works for this model here: the installed transformers has per-layer `DynamicLayer`s and
     a `generate` that takes and returns a cache (`generate_cache_name`), and every layer of the model keeps its

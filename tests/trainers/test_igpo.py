@@ -149,7 +149,7 @@ def test_real_scorer_gains_are_the_gold_answer_log_prob_increase(tiny_policy, to
 
 
 @pytest.mark.parametrize("kind", ["log_prob_diff", "prob_diff"])
-@pytest.mark.parametrize("tree_pass", [True, False], ids=["one-pass-per-tree", "distinct-contexts"])
+@pytest.mark.parametrize("tree_pass", [True, False], ids=["batched-rows", "distinct-contexts"])
 def test_batched_gain_equals_naive_per_turn_gain(tiny_policy, tokenizer, kind, tree_pass):
     from agentgym.trainers.info_gain import information_gain
 
@@ -161,6 +161,38 @@ def test_batched_gain_equals_naive_per_turn_gain(tiny_policy, tokenizer, kind, t
         naive = naive_information_gain(tree, ls, tiny_policy.score, tokenizer, "<answer>", kind)
         assert batched.keys() == naive.keys() and batched
         assert all(abs(batched[k] - naive[k]) <= 1e-5 for k in batched)
+
+
+@pytest.mark.parametrize("answer_prefix", ["<answer>", ""], ids=["prefix", "no-prefix"])
+@pytest.mark.parametrize("trunk", [True, False], ids=["shared-trunk", "no-trunk"])
+@pytest.mark.parametrize("max_tokens", [8192, 1], ids=["one-pass", "row-per-pass"])
+def test_tree_pass_rows_equal_teacher_forcing_each_context(tiny_policy, tokenizer, monkeypatch, answer_prefix, trunk,
+                                                           max_tokens):
+    """Every layout of the batched rows (the common prefix cached once or not, rows in one forward pass or
+    one each, an answer prefix or none) gives each node's value as a direct `score` of its context."""
+    from agentgym.policies import kv_cache
+    from agentgym.trainers.info_gain import encode, scored_nodes
+    from agentgym.trainers.tree_pass import tree_pass_values
+
+    if not trunk:
+        monkeypatch.setattr(kv_cache, "supported", lambda config: False)
+    prefix, gold = encode(tokenizer, answer_prefix), encode(tokenizer, "Ada Lovelace")
+    for tree in real_trees(tokenizer):
+        nodes = scored_nodes(tree, tree.leaves())
+        values = tree_pass_values(tiny_policy.model, tree, nodes, prefix, gold, max_tokens=max_tokens)
+        assert sorted(values) == nodes
+        for node in nodes:
+            direct = tiny_policy.score([tree.context_ids(node) + prefix], [gold])[0]
+            assert values[node] == pytest.approx(sum(direct) / len(direct), abs=1e-5)
+
+
+def test_tree_pass_with_nothing_to_predict_the_first_gold_token_is_an_error(tiny_policy, tokenizer):
+    from agentgym.trainers.tree_pass import tree_pass_values
+
+    tree = TrajectoryTree(task=TASK)
+    add_path(tree, [[], [5, 6]], 1.0)  # the root's context is empty
+    with pytest.raises(ValueError, match="empty context and an empty answer prefix"):
+        tree_pass_values(tiny_policy.model, tree, [0, 1], [], [11, 12])
 
 
 @pytest.mark.parametrize("task", [{"question": "Who?"}, {"question": "Who?", "golden_answers": []},
