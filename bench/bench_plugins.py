@@ -49,7 +49,7 @@ LR = 5e-6  # 2e-5 collapsed the policy after one update (module docstring)
 LIMITS = {"max_turns": 3, "max_tokens_per_turn": 48, "max_tokens_per_episode": 144}
 
 
-def run_config(root: str, algorithm: str, steps: int, tasks: int, m: int, eval_tasks: int) -> dict:
+def run_config(root: str, algorithm: str, steps: int, tasks: int, m: int, eval_tasks: int, lr: float = LR) -> dict:
     branching = algorithm == "arpo"
     return {"run_dir": f"{root}/{algorithm}", "seed": 7,
             "env": {"id": ENV, "kwargs": {"difficulty": "mixed"}, "limits": LIMITS},
@@ -57,7 +57,7 @@ def run_config(root: str, algorithm: str, steps: int, tasks: int, m: int, eval_t
             "rollout": {"group_size": m // 2 if branching else m, "temperature": TEMPERATURE, "deterministic": True,
                         **({"max_trajectories": m, "supplement": True} if branching else {})},
             "algorithm": {"name": algorithm},
-            "trainer": {"steps": steps, "tasks_per_step": tasks, "lr": LR, "checkpoint_every": 0,
+            "trainer": {"steps": steps, "tasks_per_step": tasks, "lr": lr, "checkpoint_every": 0,
                         "micro_batch_tokens": 1024},  # bounds the logits' memory (vocabulary 49k) to ~1 GB
             "eval": {"tasks": eval_tasks, "split": "test", "temperature": 0.0},
             "logging": {"tensorboard": False, "progress": False}}
@@ -89,39 +89,45 @@ def held_out(session, cfg, tag: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="tiny budget (minutes)")
+    ap.add_argument("--steps", type=int, help="RL steps per algorithm (default: 6; quick: 2)")
+    ap.add_argument("--lr", type=float, default=LR, help=f"RL learning rate (default {LR})")
+    ap.add_argument("--only", nargs="+", choices=ALGORITHMS, help="run only these algorithms (the first is the "
+                    "step-time reference)")
     args = ap.parse_args()
     steps, tasks, m, eval_tasks, sft_tasks = (2, 2, 4, 12, 16) if args.quick else (6, 4, 8, 60, 32)
+    steps = args.steps or steps
+    algorithms = args.only or ALGORITHMS
     root = tempfile.mkdtemp(prefix="bench-plugins-")
-    cfgs = {a: load_config(**run_config(root, a, steps, tasks, m, eval_tasks)) for a in ALGORITHMS}
-    session = open_session(cfgs["grpo"])
+    cfgs = {a: load_config(**run_config(root, a, steps, tasks, m, eval_tasks, args.lr)) for a in algorithms}
+    session = open_session(cfgs[algorithms[0]])
     t0 = time.perf_counter()
     n_samples = warm_start(session, sft_tasks)
     print(f"SFT warm start (1 epoch) on {n_samples} expert trajectories of mixed tasks: {time.perf_counter() - t0:.0f} s", flush=True)
     warm = copy.deepcopy(session.model.state_dict())
-    before = held_out(session, cfgs["grpo"], "after_sft")
-    print(f"\nsetup: {ENV}; short SFT, RL (T={TEMPERATURE}) and held-out eval on mixed tasks ({eval_tasks} test tasks, greedy); "
+    before = held_out(session, cfgs[algorithms[0]], "after_sft")
+    print(f"\nsetup: {ENV}; short SFT, RL (T={TEMPERATURE}, lr {args.lr:g}) and held-out eval on mixed tasks ({eval_tasks} test tasks, greedy); "
           f"{steps} RL steps x {tasks} tasks x M={m} trajectories (ARPO: N={m // 2} + branches); same seeds")
     head = f"{'algorithm':<10} {'acc SFT':>8} {'acc RL':>8} {'gain':>7} {'calls/correct':>14} {'first call':>11} " \
-           f"{'used tool':>10} {'fixed/broke':>12} {'train reward':>13} {'H':>6} {'grad norm':>10} {'step s':>8} {'vs GRPO':>8}"
+           f"{'used tool':>10} {'fixed/broke':>12} {'train reward':>13} {'H':>6} {'grad norm':>10} {'step s':>8} {'vs ' + algorithms[0]:>11}"
     print(f"{head}\n{'-' * len(head)}")
     print(f"{'SFT only':<10} {before['accuracy']:>8.1%} {'':>8} {'':>7} {before['calls_per_correct']:>14.2f} "
           f"{before['first_call']:>11.1f} {before['called_tool']:>10.0%}", flush=True)
     se = (before["accuracy"] * (1 - before["accuracy"]) / max(before["tasks"], 1)) ** 0.5
     base = None
-    for name in ALGORITHMS:  # each row is printed as soon as its run is evaluated
+    for name in algorithms:  # each row is printed as soon as its run is evaluated
         session.model.load_state_dict(warm)
         session.policy.bump_version()  # weights changed in place: no keys/values of the last run's weights reused
         history = RLRun(cfgs[name], session=session, quiet=True).train()
         step_s = sum(h["time_rollout_s"] + h["time_update_s"] for h in history) / len(history)
         mean = lambda key: sum(h[key] for h in history) / len(history)  # noqa: E731
-        base = base or step_s  # GRPO runs first
+        base = base or step_s  # the first algorithm (GRPO by default) is the reference
         r = held_out(session, cfgs[name], f"after_{name}")
         fixed_broke = f"+{len(r['solved'] - before['solved'])}/-{len(before['solved'] - r['solved'])}"
         print(f"{name:<10} {before['accuracy']:>8.1%} {r['accuracy']:>8.1%} {r['accuracy'] - before['accuracy']:>+7.1%} "
               f"{r['calls_per_correct']:>14.2f} {r['first_call']:>11.1f} {r['called_tool']:>10.0%} "
               f"{fixed_broke:>12} "
               f"{mean('reward'):>13.3f} {mean('entropy'):>6.3f} {mean('grad_norm'):>10.4f} {step_s:>8.1f} "
-              f"{step_s / base:>7.2f}x", flush=True)
+              f"{step_s / base:>10.2f}x", flush=True)
         if not any(h["grad_norm"] for h in history):
             print(f"{'':<10} every group of {name} was all-correct or all-wrong: zero advantage, no update "
                   "(the warm start leaves too little entropy, or too little skill)", flush=True)
