@@ -242,6 +242,14 @@ class EvalConfig(Section):
     split: str = "test"
     temperature: float = 0.0
     seed_offset: int = 10_000
+    samples: int = Field(default=1, ge=1, le=1024, description="Episodes per task; accuracy and reward are their "
+                         "mean (avg@k). More than 1 needs temperature > 0 (greedy episodes would be identical).")
+
+    @model_validator(mode="after")
+    def _samples_need_sampling(self) -> "EvalConfig":
+        if self.samples > 1 and self.temperature <= 0:
+            raise ValueError(f"samples ({self.samples}) > 1 needs temperature > 0: greedy episodes of a task are identical")
+        return self
 
 
 class LoggingConfig(Section):

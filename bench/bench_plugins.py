@@ -86,11 +86,29 @@ def held_out(session, cfg, tag: str) -> dict:
             "called_tool": len(positions) / max(len(leaves), 1), "solved": {t.seed for t, _ in correct}}
 
 
+def sampled(session, cfg, k: int, tag: str) -> dict[int, float]:
+    """Held-out task seed -> share of `k` episodes sampled at the training temperature that solve it (avg@k)."""
+    cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"samples": k, "temperature": TEMPERATURE})})
+    trees, _ = evaluate(session.policy, session.env_factory(split="test"), cfg, tag, progress=False)
+    return {t.seed: sum(t.leaf_reward(leaf) > 0 for leaf in t.leaves()) / len(t.leaves()) for t in trees}
+
+
+def paired_gain(before: dict[int, float], after: dict[int, float]) -> tuple[float, float, float, float]:
+    """(avg@k before, after, mean per-task gain, its standard error): tasks paired, so the task-to-task spread
+    of difficulty cancels out of the gain's error."""
+    diffs = [after[s] - before[s] for s in before]
+    mean = sum(diffs) / len(diffs)
+    se = (sum((d - mean) ** 2 for d in diffs) / max(len(diffs) - 1, 1) / len(diffs)) ** 0.5
+    return sum(before.values()) / len(before), sum(after.values()) / len(after), mean, se
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="tiny budget (minutes)")
     ap.add_argument("--steps", type=int, help="RL steps per algorithm (default: 6; quick: 2)")
     ap.add_argument("--lr", type=float, default=LR, help=f"RL learning rate (default {LR})")
+    ap.add_argument("--samples", type=int, default=4, help="episodes per held-out task sampled at the training "
+                    "temperature for avg@k, before and after RL (0: greedy only)")
     ap.add_argument("--only", nargs="+", choices=ALGORITHMS, help="run only these algorithms (the first is the "
                     "step-time reference)")
     args = ap.parse_args()
@@ -112,6 +130,10 @@ def main() -> None:
     print(f"{head}\n{'-' * len(head)}")
     print(f"{'SFT only':<10} {before['accuracy']:>8.1%} {'':>8} {'':>7} {before['calls_per_correct']:>14.2f} "
           f"{before['first_call']:>11.1f} {before['called_tool']:>10.0%}", flush=True)
+    k = args.samples
+    before_k = sampled(session, cfgs[algorithms[0]], k, "after_sft_sampled") if k else {}
+    if k:
+        print(f"{'':<10} avg@{k} at T={TEMPERATURE}: {sum(before_k.values()) / len(before_k):.1%}", flush=True)
     se = (before["accuracy"] * (1 - before["accuracy"]) / max(before["tasks"], 1)) ** 0.5
     base = None
     for name in algorithms:  # each row is printed as soon as its run is evaluated
@@ -128,10 +150,15 @@ def main() -> None:
               f"{fixed_broke:>12} "
               f"{mean('reward'):>13.3f} {mean('entropy'):>6.3f} {mean('grad_norm'):>10.4f} {step_s:>8.1f} "
               f"{step_s / base:>10.2f}x", flush=True)
+        if k:
+            b, a, gain, gain_se = paired_gain(before_k, sampled(session, cfgs[name], k, f"after_{name}_sampled"))
+            print(f"{'':<10} avg@{k} at T={TEMPERATURE}: SFT {b:.1%} -> RL {a:.1%}, paired gain {gain:+.1%} "
+                  f"(standard error {gain_se:.1%} over {len(before_k)} tasks)", flush=True)
         if not any(h["grad_norm"] for h in history):
             print(f"{'':<10} every group of {name} was all-correct or all-wrong: zero advantage, no update "
                   "(the warm start leaves too little entropy, or too little skill)", flush=True)
-    print(f"(accuracy after SFT: binomial standard error {se:.1%} on {before['tasks']:.0f} tasks; fixed/broke: held-out "
+    print(f"(acc: greedy, one episode per task; accuracy after SFT: binomial standard error {se:.1%} on "
+          f"{before['tasks']:.0f} tasks; avg@k: the mean share of k sampled episodes solving a task; fixed/broke: held-out "
           "tasks solved after RL and not before / before and not after; "
           "first call: model tokens sampled before the first tool call ran; calls/correct: tool-call turns per "
           "correct answer; H: mean sampled-token entropy; grad norm: mean over steps, 0 when every group's rewards "

@@ -17,9 +17,15 @@ from agentgym.trajectory import TrajectoryTree
 def evaluate(policy: Any, env_factory: Any, cfg: Config, tag: str, run_dir: Path | None = None,
              progress: bool = True) -> tuple[list[TrajectoryTree], dict[str, float]]:
     e = cfg.eval
+    if e.temperature > 0:  # sampled evaluation: the same weights give the same episodes (paired comparisons)
+        import torch
+
+        torch.manual_seed(cfg.seed * 1_000_003 + e.seed_offset)
     engine = RolloutEngine(policy, env_factory, env_id=cfg.env.id, progress=progress and cfg.logging.progress,
-                           config=RolloutConfig(temperature=e.temperature, max_batch_size=cfg.rollout.max_batch_size,
-                                                 batch_wait_s=cfg.rollout.batch_wait_s))
+                           config=RolloutConfig(temperature=e.temperature, group_size=e.samples,
+                                                 max_batch_size=cfg.rollout.max_batch_size,
+                                                 batch_wait_s=cfg.rollout.batch_wait_s,
+                                                 deterministic=cfg.rollout.deterministic))
     trees = engine.run([e.seed_offset + i for i in range(e.tasks)])
     for i, tree in enumerate(trees):
         tree.id = f"eval-{tag}-{i:05d}"
