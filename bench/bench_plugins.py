@@ -21,7 +21,12 @@ tool calls per correct answer, the position of the first tool call (model tokens
 the mean training reward, and the step time (rollout + update) relative to GRPO. Every algorithm gets M
 trajectories per task (ARPO: M/2 from scratch + entropy branches, topped up to M).
 
-Usage: python bench/bench_plugins.py [--quick]   (quick: a few minutes; full: ~50 min alone on 2 CPU cores, 110 min shared)
+Also printed: avg@k (default k=4) at the training temperature before and after RL, seeded so the same
+weights sample the same episodes, with the paired per-task gain and its standard error: sampled accuracy
+moves before greedy accuracy does, and pairing by task removes the spread of task difficulty.
+
+Usage: python bench/bench_plugins.py [--quick] [--steps N] [--lr X] [--samples K] [--only ALG ...]
+(quick: a few minutes; full: ~50 min alone on 2 CPU cores, 110 min shared, plus the sampled evaluations)
 """
 
 from __future__ import annotations
