@@ -240,7 +240,7 @@ class SFTConfig(Section):
 class EvalConfig(Section):
     tasks: int = Field(default=32, ge=1)
     split: str = "test"
-    temperature: float = 0.0
+    temperature: float = Field(default=0.0, ge=0)
     seed_offset: int = 10_000
     samples: int = Field(default=1, ge=1, le=1024, description="Episodes per task; accuracy and reward are their "
                          "mean (avg@k). More than 1 needs temperature > 0 (greedy episodes would be identical).")

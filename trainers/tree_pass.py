@@ -58,28 +58,25 @@ class _Row:
 
 def _rows(tree: TrajectoryTree, nodes: list[int]) -> list[_Row]:
     wanted, done, rows = set(nodes), set(), []
-    ends = [n for n in sorted(wanted) if not any(c in wanted for c in tree.children(n))]
+    ends = sorted(wanted - {tree.nodes[n].parent for n in wanted})  # the last node of each scored path
     for end in ends:
-        path = [t.id for t in tree.path(end)]
-        copies = [(n, len(tree.context_ids(n))) for n in path if n not in done]
-        done.update(path)
+        path = tree.path(end)
+        context, copies = 0, []  # no rebuild_context (`usable`): a node's context is its path's tokens before its action
+        for node in path:
+            context += len(node.prefix_ids)
+            if node.id not in done:
+                copies.append((node.id, context))
+            context += len(node.action_ids)
+        done.update(n.id for n in path)
         rows.append(_Row(tree.context_ids(end), copies))
     return rows
-
-
-def _common_prefix(rows: list[_Row]) -> int:
-    first, n = rows[0].tokens, len(rows[0].tokens)
-    for row in rows[1:]:
-        n = min(n, len(row.tokens))
-        n = next((i for i in range(n) if row.tokens[i] != first[i]), n)
-    return n
 
 
 def tree_pass_values(model: torch.nn.Module, tree: TrajectoryTree, nodes: list[int], prefix: list[int],
                      gold: list[int], max_tokens: int = MAX_TOKENS) -> dict[int, float]:
     """node -> mean log-prob of `gold` after `context_ids(node) + prefix`, for `nodes` (closed under parents,
     i.e. whole paths from the roots)."""
-    from agentgym.policies.kv_cache import forward_cache_name, supported
+    from agentgym.policies.kv_cache import common_prefix, forward_cache_name, supported
 
     rows = _rows(tree, nodes)
     shortest = min(c for row in rows for _, c in row.copies)
@@ -88,8 +85,8 @@ def tree_pass_values(model: torch.nn.Module, tree: TrajectoryTree, nodes: list[i
                          "gold token")
     # The trunk stops before every copy's last context token, so a copy's first gold token (predicted by
     # that token when the prefix is empty) always has its logit in a row.
-    trunk = min(_common_prefix(rows), shortest - 1) if supported(model.config) else 0
-    trunk = max(trunk, 0)
+    shared = min(common_prefix(rows[0].tokens, row.tokens) for row in rows)
+    trunk = max(0, min(shared, shortest - 1)) if supported(model.config) else 0
     device = next(model.parameters()).device
     decoder = model.get_decoder()
     cache_name = forward_cache_name(decoder)

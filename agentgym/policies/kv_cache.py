@@ -89,7 +89,8 @@ def _block_hashes(tokens: list[int]) -> list[int]:
     return hashes
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """Length of the longest common prefix of two token lists."""
     n = min(len(a), len(b))
     if a[:n] == b[:n]:
         return n
@@ -131,7 +132,7 @@ class PrefixKVCache:
                 candidates = found
             best, best_id = 0, None
             for eid in candidates:
-                n = _common_prefix(self.entries[eid].tokens, prompt[:-1])
+                n = common_prefix(self.entries[eid].tokens, prompt[:-1])
                 if n > best:
                     best, best_id = n, eid
             if best_id is None:

@@ -10,10 +10,17 @@ from agentgym.registry import make
 from agentgym.trainers.evaluate import evaluate
 
 
-@pytest.mark.parametrize("temperature", [0.0, -0.0])
-def test_several_samples_per_task_need_a_temperature(temperature):
+def test_several_samples_per_task_need_a_temperature():
     with pytest.raises(ConfigError, match=r"eval: .*samples \(3\) > 1 needs temperature > 0"):
-        load_config(eval={"samples": 3, "temperature": temperature})
+        load_config(eval={"samples": 3, "temperature": 0.0})
+
+
+@pytest.mark.parametrize("section", [{"temperature": -0.5}, {"samples": 0}, {"samples": 2, "temperature": -1.0}])
+def test_a_bad_eval_value_fails_before_work_starts_naming_its_key(section):
+    """Caught at load time, not by the rollout engine after training has run."""
+    key = "temperature" if "temperature" in section else "samples"
+    with pytest.raises(ConfigError, match=rf"eval\.{key}"):
+        load_config(eval=section)
 
 
 def test_eval_samples_k_episodes_per_task_and_averages_them(tiny_policy):
