@@ -30,7 +30,7 @@ from agentgym.trajectory import Observation, ToolCallRecord
 
 MAX_ROUNDS = 2048
 SEARCH_OPTIONS = ("corpus", "world_pages", "world_seed", "background", "questions", "index", "engine", "split",
-                  "index_cache")
+                  "index_cache", "hops")
 
 
 class DeepResearchEnv(TextEnv):

@@ -9,6 +9,9 @@ Search-R1, after citation markers are removed. ``info`` at the end carries both,
 retrieved (from the structured data of its tool calls), and the answer's citations split into valid
 (retrieved in this episode) and invalid. The corpus, index and engine are shared by every instance and
 fork in the process (`IndexCache`), so envs are cheap to make and to fork.
+
+Question length on the generated world: ``hops=n`` or ``hops=[least, most]`` (default 2-4 hops, drawn
+uniformly per question). One hop is answerable from a search snippet; each further hop needs a page opened.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from agentgym.env import EnvLimits
 from agentgym.envs.web_search.index import IndexCache
 from agentgym.envs.web_search.rewards import exact_match, grade_citations, retrieved_pages, strip_citations, token_f1
 from agentgym.envs.web_search.search_tools import SearchTools
-from agentgym.envs.web_search.sources import SearchSetup
+from agentgym.envs.web_search.sources import DEFAULT_HOPS, SearchSetup
 from agentgym.tool_env import ToolEnv
 from agentgym.tools import Tool
 
@@ -48,12 +51,12 @@ class WebSearchEnv(ToolEnv):
                  corpus: str = "world", world_pages: int = 3000, world_seed: int = 0, background: str | None = None,
                  questions: str | None = None, index: str = "bm25", engine: dict | None = None, split: str = "train",
                  reward: str = "em", page_chars: int = 1500, index_cache: IndexCache | None = None,
-                 tool_timeout_s: float = 30.0):
+                 tool_timeout_s: float = 30.0, hops: int | tuple[int, int] | list[int] = DEFAULT_HOPS):
         if reward not in ("em", "f1"):
             raise ValueError(f"reward must be 'em' or 'f1', got {reward!r}")
         self.reward_kind = reward
         self.sources = SearchSetup(corpus=corpus, world_pages=world_pages, world_seed=world_seed, background=background,
-                                   questions=questions, index=index, engine=engine, split=split, index_cache=index_cache)
+                                   questions=questions, index=index, engine=engine, split=split, index_cache=index_cache, hops=hops)
         self.search_tools = SearchTools(self.sources.engine, page_chars=page_chars)
         self.episode_calls: list[dict[str, Any]] = []
         super().__init__(self.search_tools.tools() + self.extra_tools(), tool_format=tool_format,

@@ -15,6 +15,19 @@ from agentgym.envs.web_search.questions import make_question
 from agentgym.envs.web_search.world import World
 
 WORLD_QUESTIONS = 1_000_000  # question indices a generated world draws from (per split)
+DEFAULT_HOPS = (2, 4)
+MAX_HOPS = 6  # the world's relation graph has longer acyclic chains, but questions past 6 hops read as noise
+
+
+def question_hops(hops: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """A generated world's question length: n hops, or (least, most) hops drawn uniformly per question."""
+    pair = (hops, hops) if isinstance(hops, int) and not isinstance(hops, bool) else hops
+    if (not isinstance(pair, (tuple, list)) or len(pair) != 2
+            or not all(isinstance(h, int) and not isinstance(h, bool) for h in pair)
+            or not 1 <= pair[0] <= pair[1] <= MAX_HOPS):
+        raise ValueError(f"hops must be an integer or a [least, most] pair with 1 <= least <= most <= {MAX_HOPS}, "
+                         f"got {hops!r}")
+    return int(pair[0]), int(pair[1])
 
 
 class SearchSetup:
@@ -22,7 +35,9 @@ class SearchSetup:
 
     def __init__(self, corpus: str = "world", world_pages: int = 3000, world_seed: int = 0,
                  background: str | None = None, questions: str | None = None, index: str = "bm25",
-                 engine: dict | None = None, split: str = "train", index_cache: IndexCache | None = None):
+                 engine: dict | None = None, split: str = "train", index_cache: IndexCache | None = None,
+                 hops: int | tuple[int, int] | list[int] = DEFAULT_HOPS):
+        self.hops = question_hops(hops)
         if background not in (None, "wiki"):
             raise ValueError(f"background must be None or 'wiki', got {background!r}")
         if split not in ("train", "test"):
@@ -58,7 +73,7 @@ class SearchSetup:
         if self.file_questions is not None:
             return dict(self.file_questions[int(rng.integers(len(self.file_questions)))])
         assert self.world is not None
-        return make_question(self.world, int(rng.integers(WORLD_QUESTIONS)), self.split)
+        return make_question(self.world, int(rng.integers(WORLD_QUESTIONS)), self.split, self.hops)
 
 
 def load_questions(path: str | Path) -> list[dict[str, Any]]:

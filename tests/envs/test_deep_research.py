@@ -115,6 +115,14 @@ def test_round_limits_are_validated(cache):
     assert DeepResearchEnv(max_rounds=2048, index_cache=cache).limits.max_turns == 2048
     with pytest.raises(TypeError, match="unknown option"):
         DeepResearchEnv(max_round=3, index_cache=cache)
+    with pytest.raises(ValueError, match="hops must be"):
+        DeepResearchEnv(hops=[2, 1], index_cache=cache)
+
+
+def test_hops_reach_the_deep_research_questions(tokenizer, cache):
+    trees = dr_trees(tokenizer, cache, range(6), hops=1, python=False)
+    assert {t.task["hops"] for t in trees} == {1}
+    assert all(t.leaf_reward(leaf) == 1.0 for t in trees for leaf in t.leaves())
 
 
 def test_react_twin_asks_the_same_questions_in_one_growing_context(tokenizer, cache):

