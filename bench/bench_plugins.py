@@ -131,7 +131,7 @@ def main() -> None:
     print(f"\nsetup: {ENV}; short SFT, RL (T={TEMPERATURE}, lr {args.lr:g}) and held-out eval on mixed tasks ({eval_tasks} test tasks, greedy); "
           f"{steps} RL steps x {tasks} tasks x M={m} trajectories (ARPO: N={m // 2} + branches); same seeds")
     head = f"{'algorithm':<10} {'acc SFT':>8} {'acc RL':>8} {'gain':>7} {'calls/correct':>14} {'first call':>11} " \
-           f"{'used tool':>10} {'fixed/broke':>12} {'train reward':>13} {'H':>6} {'grad norm':>10} {'step s':>8} {'vs ' + algorithms[0]:>11}"
+           f"{'used tool':>10} {'fixed/broke':>12} {'train reward':>13} {'signal':>7} {'H':>6} {'grad norm':>10} {'step s':>8} {'vs ' + algorithms[0]:>11}"
     print(f"{head}\n{'-' * len(head)}")
     print(f"{'SFT only':<10} {before['accuracy']:>8.1%} {'':>8} {'':>7} {before['calls_per_correct']:>14.2f} "
           f"{before['first_call']:>11.1f} {before['called_tool']:>10.0%}", flush=True)
@@ -153,7 +153,7 @@ def main() -> None:
         print(f"{name:<10} {before['accuracy']:>8.1%} {r['accuracy']:>8.1%} {r['accuracy'] - before['accuracy']:>+7.1%} "
               f"{r['calls_per_correct']:>14.2f} {r['first_call']:>11.1f} {r['called_tool']:>10.0%} "
               f"{fixed_broke:>12} "
-              f"{mean('reward'):>13.3f} {mean('entropy'):>6.3f} {mean('grad_norm'):>10.4f} {step_s:>8.1f} "
+              f"{mean('reward'):>13.3f} {1 - mean('zero_adv_groups'):>7.0%} {mean('entropy'):>6.3f} {mean('grad_norm'):>10.4f} {step_s:>8.1f} "
               f"{step_s / base:>10.2f}x", flush=True)
         if k:
             b, a, gain, gain_se = paired_gain(before_k, sampled(session, cfgs[name], k, f"after_{name}_sampled"))
@@ -166,7 +166,8 @@ def main() -> None:
           f"{before['tasks']:.0f} tasks; avg@k: the mean share of k sampled episodes solving a task; fixed/broke: held-out "
           "tasks solved after RL and not before / before and not after; "
           "first call: model tokens sampled before the first tool call ran; calls/correct: tool-call turns per "
-          "correct answer; H: mean sampled-token entropy; grad norm: mean over steps, 0 when every group's rewards "
+          "correct answer; signal: share of training groups with a non-zero advantage (the rest were all-correct or "
+          "all-wrong and taught nothing); H: mean sampled-token entropy; grad norm: mean over steps, 0 when every group's rewards "
           "were equal; step s: rollout + update per step)")
 
 

@@ -67,6 +67,13 @@ class AdvantageStats:
     dropped_groups: int = 0  # groups with no signal that dynamic sampling dropped
 
 
+def zero_advantage_share(advantages: list[Advantages]) -> float:
+    """The share of groups (trees) whose every trained advantage is 0 (or that were dropped): groups the step
+    learns nothing from. GRPO's advantage collapse when it is high; 0.0 for an empty batch."""
+    zero = [all(abs(a) < 1e-9 for per_node in per_leaf.values() for a in per_node.values()) for per_leaf in advantages]
+    return sum(zero) / len(zero) if zero else 0.0
+
+
 class AdvantageEstimator(Protocol):
     def __call__(self, trees: list[TrajectoryTree], stats: AdvantageStats) -> list[Advantages]:
         """Advantages per tree (same order); also sets `Turn.advantage` for the viewer."""

@@ -20,7 +20,7 @@ from agentgym.rollout import RolloutEngine
 from agentgym.store import TrajectoryStore
 from agentgym.algorithms import algorithm_spec
 from agentgym.trainers.algorithm import Algorithm, BuildContext
-from agentgym.trainers.pieces import AdvantageStats, CreditContext
+from agentgym.trainers.pieces import AdvantageStats, CreditContext, zero_advantage_share
 from agentgym.trainers.checkpoint import CheckpointManager, model_fingerprint, set_rng_state
 from agentgym.trainers.core import PolicyTrainer
 from agentgym.trainers.distributed import init_distributed
@@ -197,7 +197,7 @@ class RLRun:
         else:
             self.store.append_many(trees)
         metrics = {**rollout_metrics(trees), **stats.metrics(), "infra_error_leaves": adv_stats.infra_error_leaves,
-                   "dropped_groups": adv_stats.dropped_groups,
+                   "dropped_groups": adv_stats.dropped_groups, "zero_adv_groups": zero_advantage_share(advantages),
                    "tokens_per_s": batch.stats["generated_tokens"] / max(t_rollout, 1e-9),
                    "time_generation_s": batch.stats["generation_s"], "time_env_s": batch.stats["env_s"],
                    "time_rollout_s": t_rollout, "time_update_s": t_update, **extra,

@@ -12,7 +12,7 @@ import torch
 import agentgym
 from agentgym.algorithms import algorithm_spec
 from agentgym.config import ConfigError, load_config
-from agentgym.trainers.pieces import AdvantageStats, CreditContext, LossBatch
+from agentgym.trainers.pieces import AdvantageStats, CreditContext, LossBatch, zero_advantage_share
 from agentgym.trajectory import ToolCallRecord, TrajectoryTree, Turn
 
 PLUGINS = ("otc_grpo", "aspo", "epo", "tapo")
@@ -108,6 +108,14 @@ def test_tapo_credit_and_dynamic_sampling_on_trees():
     stats = AdvantageStats()
     advantages = algo.advantage([mixed, tied], stats)
     assert stats.dropped_groups == 1 and advantages[1] == {} and len(advantages[0]) == 4
+    assert zero_advantage_share(advantages) == 0.5  # the dropped group teaches nothing; the mixed one does
+
+
+def test_zero_advantage_share_counts_groups_without_signal():
+    assert zero_advantage_share([]) == 0.0
+    flat, signal = {3: {0: 0.0, 3: 0.0}, 4: {0: 0.0, 4: 0.0}}, {3: {0: 0.5, 3: 1.0}, 4: {0: 0.5, 4: -1.0}}
+    assert zero_advantage_share([flat, signal, {}]) == pytest.approx(2 / 3)
+    assert zero_advantage_share([{3: {0: 0.0, 3: 1e-3}}]) == 0.0  # one turn with signal is enough
 
 
 def test_tapo_format_ignores_the_end_of_turn_token(tokenizer):

@@ -33,7 +33,7 @@ def test_grpo_raises_reward_on_a_learnable_env(tmp_path):
     assert last > first + 0.05, [round(h["reward"], 3) for h in history]
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
-    assert len(records) == 12 and all({"reward", "tokens_per_s", "time_update_s"} <= set(r) for r in records)
+    assert len(records) == 12 and all({"reward", "tokens_per_s", "time_update_s", "zero_adv_groups"} <= set(r) for r in records)
     # loss is logged exactly on the steps that trained (a step whose groups all tied makes no update)
     assert all(("loss" in r) == (r["trained_tokens"] > 0) for r in records) and any("loss" in r for r in records)
 
