@@ -231,18 +231,24 @@ def bench_deep(session, root: str, b: Budget, base: dict | None) -> None:
               f"{step_s:>7.1f}", flush=True)
 
 
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny budget (minutes)")
     ap.add_argument("--only", choices=("web", "deep"), help="run one environment's part only")
     ap.add_argument("--model", default="embedded", help="policy model (tiny: a smoke run of this script)")
     for name in Budget.__dataclass_fields__:  # each budget figure can be set on its own (default: quick or full)
-        ap.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"override the budget's {name}")
+        ap.add_argument(f"--{name.replace('_', '-')}", type=positive_int, help=f"override the budget's {name}")
     args = ap.parse_args()
     global MODEL
     MODEL = args.model
     b = QUICK if args.quick else FULL
-    b = Budget(**{k: getattr(args, k) or v for k, v in vars(b).items()})
+    b = Budget(**{k: v if getattr(args, k) is None else getattr(args, k) for k, v in vars(b).items()})
     root = tempfile.mkdtemp(prefix="bench-credit-")
     session = open_session(run_config(root, WEB, "grpo", b))
     base = copy.deepcopy(session.model.state_dict()) if args.only is None else None
