@@ -25,7 +25,8 @@ Also printed: avg@k (default k=4) at the training temperature before and after R
 weights sample the same episodes, with the paired per-task gain and its standard error: sampled accuracy
 moves before greedy accuracy does, and pairing by task removes the spread of task difficulty.
 
-Usage: python bench/bench_plugins.py [--quick] [--steps N] [--lr X] [--samples K] [--only ALG ...]
+Usage: python bench/bench_plugins.py [--quick] [--lr X] [--temperature T] [--samples K] [--only ALG ...]
+       [--steps N] [--tasks N] [--group M] [--eval-tasks N] [--sft-tasks N] [--sft-epochs N]
 (quick: a few minutes; full: ~50 min alone on 2 CPU cores, 110 min shared, plus the sampled evaluations)
 """
 
@@ -35,6 +36,7 @@ import argparse
 import copy
 import tempfile
 import time
+from dataclasses import dataclass
 
 from agentgym.config import load_config
 from agentgym.registry import make
@@ -54,12 +56,26 @@ LR = 5e-6  # 2e-5 collapsed the policy after one update (module docstring)
 LIMITS = {"max_turns": 3, "max_tokens_per_turn": 48, "max_tokens_per_episode": 144}
 
 
-def run_config(root: str, algorithm: str, steps: int, tasks: int, m: int, eval_tasks: int, lr: float = LR) -> dict:
+@dataclass
+class Budget:
+    steps: int  # RL steps per algorithm
+    tasks: int  # tasks per step
+    group: int  # trajectories per task (M)
+    eval_tasks: int
+    sft_tasks: int
+    sft_epochs: int
+
+
+QUICK, FULL = Budget(2, 2, 4, 12, 16, 1), Budget(6, 4, 8, 60, 32, 1)
+
+
+def run_config(root: str, algorithm: str, steps: int, tasks: int, m: int, eval_tasks: int, lr: float = LR,
+               temperature: float = TEMPERATURE) -> dict:
     branching = algorithm == "arpo"
     return {"run_dir": f"{root}/{algorithm}", "seed": 7,
             "env": {"id": ENV, "kwargs": {"difficulty": "mixed"}, "limits": LIMITS},
             "policy": {"model": "embedded", "max_batch_size": 16},
-            "rollout": {"group_size": m // 2 if branching else m, "temperature": TEMPERATURE, "deterministic": True,
+            "rollout": {"group_size": m // 2 if branching else m, "temperature": temperature, "deterministic": True,
                         **({"max_trajectories": m, "supplement": True} if branching else {})},
             "algorithm": {"name": algorithm},
             "trainer": {"steps": steps, "tasks_per_step": tasks, "lr": lr, "checkpoint_every": 0,
@@ -68,14 +84,14 @@ def run_config(root: str, algorithm: str, steps: int, tasks: int, m: int, eval_t
             "logging": {"tensorboard": False, "progress": False}}
 
 
-def warm_start(session, tasks: int) -> int:
-    """One epoch of SFT on the expert's solved trajectories of `tasks` mixed training tasks (their own seed
-    range, apart from RL's random draws); returns the number of samples."""
+def warm_start(session, tasks: int, epochs: int = 1) -> int:
+    """SFT (one epoch by default) on the expert's solved trajectories of `tasks` mixed training tasks (their own
+    seed range, apart from RL's random draws); returns the number of samples."""
     mixed = lambda: make(ENV, difficulty="mixed", split="train", limits=LIMITS)  # noqa: E731
     trees = expert_trees(EXPERT, mixed, ENV, session.tokenizer, [3_000_000 + i for i in range(tasks)])
     samples = samples_from_trees(trees, 1.0)
     sft_train(session.model, session.tokenizer.pad_token_id, samples,
-              load_config(sft={"epochs": 1, "lr": 5e-5, "batch_size": 8}).sft)
+              load_config(sft={"epochs": epochs, "lr": 5e-5, "batch_size": 8}).sft)
     session.policy.bump_version()
     return len(samples)
 
@@ -93,7 +109,7 @@ def held_out(session, cfg, tag: str) -> dict:
 
 def sampled(session, cfg, k: int, tag: str) -> dict[int, float]:
     """Held-out task seed -> share of `k` episodes sampled at the training temperature that solve it (avg@k)."""
-    cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"samples": k, "temperature": TEMPERATURE})})
+    cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"samples": k, "temperature": cfg.rollout.temperature})})
     trees, _ = evaluate(session.policy, session.env_factory(split="test"), cfg, tag, progress=False)
     return {t.seed: sum(t.leaf_reward(leaf) > 0 for leaf in t.leaves()) / len(t.leaves()) for t in trees}
 
@@ -107,28 +123,46 @@ def paired_gain(before: dict[int, float], after: dict[int, float]) -> tuple[floa
     return sum(before.values()) / len(before), sum(after.values()) / len(after), mean, se
 
 
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def temperature(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 2:
+        raise argparse.ArgumentTypeError(f"must be in (0, 2], got {text!r}")
+    return value
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny budget (minutes)")
-    ap.add_argument("--steps", type=int, help="RL steps per algorithm (default: 6; quick: 2)")
     ap.add_argument("--lr", type=float, default=LR, help=f"RL learning rate (default {LR})")
+    ap.add_argument("--temperature", type=temperature, default=TEMPERATURE,
+                    help=f"rollout temperature, also avg@k's (default {TEMPERATURE})")
     ap.add_argument("--samples", type=int, default=4, help="episodes per held-out task sampled at the training "
                     "temperature for avg@k, before and after RL (0: greedy only)")
     ap.add_argument("--only", nargs="+", choices=ALGORITHMS, help="run only these algorithms (the first is the "
                     "step-time reference)")
+    for name in Budget.__dataclass_fields__:  # each budget figure can be set on its own (default: quick or full)
+        ap.add_argument(f"--{name.replace('_', '-')}", type=positive_int, help=f"override the budget's {name}")
     args = ap.parse_args()
-    steps, tasks, m, eval_tasks, sft_tasks = (2, 2, 4, 12, 16) if args.quick else (6, 4, 8, 60, 32)
-    steps = args.steps or steps
+    b = QUICK if args.quick else FULL
+    b = Budget(**{k: v if getattr(args, k) is None else getattr(args, k) for k, v in vars(b).items()})
+    steps, tasks, m, eval_tasks, t = b.steps, b.tasks, b.group, b.eval_tasks, args.temperature
     algorithms = args.only or ALGORITHMS
     root = tempfile.mkdtemp(prefix="bench-plugins-")
-    cfgs = {a: load_config(**run_config(root, a, steps, tasks, m, eval_tasks, args.lr)) for a in algorithms}
+    cfgs = {a: load_config(**run_config(root, a, steps, tasks, m, eval_tasks, args.lr, t)) for a in algorithms}
     session = open_session(cfgs[algorithms[0]])
     t0 = time.perf_counter()
-    n_samples = warm_start(session, sft_tasks)
-    print(f"SFT warm start (1 epoch) on {n_samples} expert trajectories of mixed tasks: {time.perf_counter() - t0:.0f} s", flush=True)
+    n_samples = warm_start(session, b.sft_tasks, b.sft_epochs)
+    print(f"SFT warm start ({b.sft_epochs} epoch(s)) on {n_samples} expert trajectories of {b.sft_tasks} mixed tasks: "
+          f"{time.perf_counter() - t0:.0f} s", flush=True)
     warm = copy.deepcopy(session.model.state_dict())
     before = held_out(session, cfgs[algorithms[0]], "after_sft")
-    print(f"\nsetup: {ENV}; short SFT, RL (T={TEMPERATURE}, lr {args.lr:g}) and held-out eval on mixed tasks ({eval_tasks} test tasks, greedy); "
+    print(f"\nsetup: {ENV}; short SFT, RL (T={t}, lr {args.lr:g}) and held-out eval on mixed tasks ({eval_tasks} test tasks, greedy); "
           f"{steps} RL steps x {tasks} tasks x M={m} trajectories (ARPO: N={m // 2} + branches); same seeds")
     head = f"{'algorithm':<10} {'acc SFT':>8} {'acc RL':>8} {'gain':>7} {'calls/correct':>14} {'first call':>11} " \
            f"{'used tool':>10} {'fixed/broke':>12} {'train reward':>13} {'signal':>7} {'H':>6} {'grad norm':>10} {'step s':>8} {'vs ' + algorithms[0]:>11}"
@@ -138,7 +172,7 @@ def main() -> None:
     k = args.samples
     before_k = sampled(session, cfgs[algorithms[0]], k, "after_sft_sampled") if k else {}
     if k:
-        print(f"{'':<10} avg@{k} at T={TEMPERATURE}: {sum(before_k.values()) / len(before_k):.1%}", flush=True)
+        print(f"{'':<10} avg@{k} at T={t}: {sum(before_k.values()) / len(before_k):.1%}", flush=True)
     se = (before["accuracy"] * (1 - before["accuracy"]) / max(before["tasks"], 1)) ** 0.5
     base = None
     for name in algorithms:  # each row is printed as soon as its run is evaluated
@@ -157,7 +191,7 @@ def main() -> None:
               f"{step_s / base:>10.2f}x", flush=True)
         if k:
             b, a, gain, gain_se = paired_gain(before_k, sampled(session, cfgs[name], k, f"after_{name}_sampled"))
-            print(f"{'':<10} avg@{k} at T={TEMPERATURE}: SFT {b:.1%} -> RL {a:.1%}, paired gain {gain:+.1%} "
+            print(f"{'':<10} avg@{k} at T={t}: SFT {b:.1%} -> RL {a:.1%}, paired gain {gain:+.1%} "
                   f"(standard error {gain_se:.1%} over {len(before_k)} tasks)", flush=True)
         if not any(h["grad_norm"] for h in history):
             print(f"{'':<10} every group of {name} was all-correct or all-wrong: zero advantage, no update "
