@@ -182,9 +182,14 @@ def warm_and_evaluate(session, env_id: str, b: Budget, base: dict | None, cfg, t
     return n, copy.deepcopy(session.model.state_dict()), held_out(session, cfg, tag), t0
 
 
-def bench_web(session, root: str, b: Budget, base: dict | None) -> None:
-    cfgs = {a: run_config(root, WEB, a, b) for a in ("grpo", "igpo", "cgrpo")}
-    n, warm, sft, t0 = warm_and_evaluate(session, WEB, b, base, cfgs["grpo"], "web-sft")
+WEB_ALGORITHMS, DEEP_ALGORITHMS = ("grpo", "igpo", "cgrpo"), ("grpo", "eapo")
+
+
+def bench_web(session, root: str, b: Budget, base: dict | None, only: list[str] | None = None) -> None:
+    cfgs = {a: run_config(root, WEB, a, b) for a in only or WEB_ALGORITHMS if a in WEB_ALGORITHMS}
+    if not cfgs:  # --algorithms named none of this part's
+        return
+    n, warm, sft, t0 = warm_and_evaluate(session, WEB, b, base, next(iter(cfgs.values())), "web-sft")
     print(f"\n[web search] {WEB}: SFT warm start on {n} solved expert trajectories ({time.perf_counter() - t0:.0f} s); "
           f"RL {b.steps} steps x {b.tasks} questions x {b.group} rollouts (F1 reward), same seeds; "
           f"held-out: {b.eval_tasks} test questions, greedy, exact match", flush=True)
@@ -205,14 +210,18 @@ def bench_web(session, root: str, b: Budget, base: dict | None) -> None:
             batched, naive = sum(probe.credit_s), sum(probe.naive_s)
             rest = sum(h["time_rollout_s"] + h["time_update_s"] for h in history)
             cost = (batched, naive, batched / (rest + batched), naive / (rest + naive))
-    batched, naive, fb, fn = cost  # type: ignore[misc]
+    if cost is None:
+        return
+    batched, naive, fb, fn = cost
     print(f"IGPO scoring cost: batched (path rows) {batched:.1f} s = {fb:.1%} of the step; naive (per turn) "
           f"{naive:.1f} s = {fn:.1%} of the step; naive/batched = {naive / max(batched, 1e-9):.1f}x", flush=True)
 
 
-def bench_deep(session, root: str, b: Budget, base: dict | None) -> None:
-    cfgs = {a: run_config(root, DEEP, a, b) for a in ("grpo", "eapo")}
-    n, warm, sft, t0 = warm_and_evaluate(session, DEEP, b, base, cfgs["grpo"], "deep-sft")
+def bench_deep(session, root: str, b: Budget, base: dict | None, only: list[str] | None = None) -> None:
+    cfgs = {a: run_config(root, DEEP, a, b) for a in only or DEEP_ALGORITHMS if a in DEEP_ALGORITHMS}
+    if not cfgs:  # --algorithms named none of this part's
+        return
+    n, warm, sft, t0 = warm_and_evaluate(session, DEEP, b, base, next(iter(cfgs.values())), "deep-sft")
     print(f"\n[deep research] {DEEP}: SFT warm start on {n} round samples of solved expert trajectories "
           f"({time.perf_counter() - t0:.0f} s); RL {b.steps} steps x {b.tasks} questions x {b.group} rollouts, same "
           f"seeds; held-out: {b.eval_tasks} test questions, greedy", flush=True)
@@ -242,6 +251,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny budget (minutes)")
     ap.add_argument("--only", choices=("web", "deep"), help="run one environment's part only")
     ap.add_argument("--model", default="embedded", help="policy model (tiny: a smoke run of this script)")
+    ap.add_argument("--algorithms", nargs="+", choices=sorted({*WEB_ALGORITHMS, *DEEP_ALGORITHMS}),
+                    help="run only these (each part keeps its own; default all). Rows of separate runs are comparable: "
+                    "the warm start and every run are deterministic for a given budget (same seeds, same rows)")
     for name in Budget.__dataclass_fields__:  # each budget figure can be set on its own (default: quick or full)
         ap.add_argument(f"--{name.replace('_', '-')}", type=positive_int, help=f"override the budget's {name}")
     args = ap.parse_args()
@@ -254,9 +266,9 @@ def main() -> None:
     base = copy.deepcopy(session.model.state_dict()) if args.only is None else None
     t0 = time.perf_counter()
     if args.only in (None, "web"):
-        bench_web(session, root, b, base)
+        bench_web(session, root, b, base, args.algorithms)
     if args.only in (None, "deep"):
-        bench_deep(session, root, b, base)
+        bench_deep(session, root, b, base, args.algorithms)
     print(f"\n(zero-adv groups: training groups whose trained advantages are all 0; shortcut rate: correct held-out "
           f"answers whose cited, retrieved pages do not support the whole gold chain; total {time.perf_counter() - t0:.0f} s)")
 
