@@ -41,6 +41,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from bench_args import positive_int
+
 from agentgym.config import Config, load_config
 from agentgym.registry import make
 from agentgym.store import read_trees
@@ -238,12 +240,6 @@ def bench_deep(session, root: str, b: Budget, base: dict | None, only: list[str]
         print(f"{name:<9} {accuracy(trees):>9.1%} {fmt(rounds_per_solved(trees), '.2f'):>14} "
               f"{zero_adv(history):>16.1%} {fmt(accuracy(rollouts)):>13} {fmt(rounds_per_solved(rollouts), '.2f'):>20} "
               f"{step_s:>7.1f}", flush=True)
-
-
-def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return int(text)
 
 
 def main() -> None:

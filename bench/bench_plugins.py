@@ -43,6 +43,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from bench_args import positive_int
+
 from agentgym.config import load_config
 from agentgym.registry import make
 from agentgym.trainers.evaluate import evaluate
@@ -126,12 +128,6 @@ def paired_gain(before: dict[int, float], after: dict[int, float]) -> tuple[floa
     mean = sum(diffs) / len(diffs)
     se = (sum((d - mean) ** 2 for d in diffs) / max(len(diffs) - 1, 1) / len(diffs)) ** 0.5
     return sum(before.values()) / len(before), sum(after.values()) / len(after), mean, se
-
-
-def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return int(text)
 
 
 def temperature(text: str) -> float:
